@@ -1,0 +1,29 @@
+from django.db import models
+
+
+class Generator(models.Model):
+    """A source of synthetic images: a model the platform trained, a user's pipeline, or an imported set."""
+
+    class Kind(models.TextChoices):
+        BUILTIN_2D = "builtin-2d", "Built-in 2D diffusion model"
+        BUILTIN_3D = "builtin-3d", "Built-in volume diffusion model"
+        LOCAL_PIPELINE = "local-pipeline", "Local diffusers pipeline"
+        EXTERNAL = "external", "Imported external synthetic set"
+        DRR = "drr", "Physics-simulated radiograph (DRR)"
+
+    name = models.CharField(max_length=200)
+    version = models.CharField(max_length=50, default="1")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    modalities = models.JSONField(default=list, help_text="Modalities it produces, e.g. ['XR', 'CT'].")
+    path = models.CharField(max_length=500, blank=True, help_text="Model folder (save_pretrained layout), if any.")
+    licence = models.CharField(max_length=300, blank=True)
+    model_card = models.TextField(blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_generator_version")]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"

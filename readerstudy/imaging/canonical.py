@@ -1,0 +1,213 @@
+"""The source-blind canonical form every pool item is served in.
+
+Real and synthetic images meet here. Both arrive as *codes*: uint16 values in
+0..4095 (12 bits stored in 16 allocated) whose meaning is fixed per modality:
+
+- CT: code = HU + 1024, so -1024..3071 HU (RescaleIntercept -1024, slope 1);
+- XR and MR: code = 4095 * normalised intensity (no physical unit).
+
+`write_canonical_series` is the only function that writes served DICOM. It
+writes one uncompressed explicit-VR-little-endian file per slice with a fixed
+tag set per modality, fresh random UIDs of fixed length, and nothing about the
+source: no dates, names, institution, device, software, private tags, comments,
+derivation, spacing or compression history. Files of the same modality and
+matrix therefore have the same tags and the same size whatever their origin.
+"""
+
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+BITS_STORED = 12
+CODE_MAX = (1 << BITS_STORED) - 1
+CT_HU_OFFSET = 1024
+# Our implementation class UID; identical for every file, so it says nothing about origin.
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1523.1"
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    dicom_modality: str
+    rescale_intercept: int
+    rescale_type: str
+    window_center: int
+    window_width: int
+
+
+MODALITY_SPECS = {
+    "XR": ModalitySpec("DX", 0, "US", 2048, 4096),
+    "CT": ModalitySpec("CT", -CT_HU_OFFSET, "HU", 40, 400),
+    "MR": ModalitySpec("MR", 0, "US", 2048, 4096),
+}
+
+
+def hu_to_codes(hu: np.ndarray) -> np.ndarray:
+    """CT Hounsfield units to canonical codes (clipped to -1024..3071 HU)."""
+    return np.clip(np.rint(np.asarray(hu, dtype=np.float32) + CT_HU_OFFSET), 0, CODE_MAX).astype(np.uint16)
+
+
+def unit_to_codes(values: np.ndarray) -> np.ndarray:
+    """Normalised intensities in [0, 1] to canonical codes (clipped)."""
+    return np.clip(np.rint(np.asarray(values, dtype=np.float32) * CODE_MAX), 0, CODE_MAX).astype(np.uint16)
+
+
+def codes_to_unit(codes: np.ndarray) -> np.ndarray:
+    """Canonical codes to float32 in [0, 1] (what generators train on, rescaled as they like)."""
+    return np.asarray(codes, dtype=np.float32) / CODE_MAX
+
+
+def _filter_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Linear-interpolation weights (n_out x n_in), widened when shrinking so it also antialiases.
+
+    Same triangle filter Pillow uses for BILINEAR; written out so that 2D images and
+    volumes (including the slice axis) are resampled by one rule.
+    """
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    centres = (np.arange(n_out) + 0.5) * scale
+    x = np.arange(n_in) + 0.5
+    w = np.clip(1.0 - np.abs(x[None, :] - centres[:, None]) / support, 0.0, None)
+    w /= w.sum(axis=1, keepdims=True)
+    return w.astype(np.float32)
+
+
+def center_crop_to_aspect(volume: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Crop (D, H, W) in-plane to the aspect ratio rows:cols about the centre.
+
+    Cropping rather than padding: padding bars would mark non-square real images.
+    """
+    _, h, w = volume.shape
+    if h * cols > w * rows:
+        new_h = max(1, round(w * rows / cols))
+        top = (h - new_h) // 2
+        return volume[:, top : top + new_h, :]
+    new_w = max(1, round(h * cols / rows))
+    left = (w - new_w) // 2
+    return volume[:, :, left : left + new_w]
+
+
+def resample_codes(codes: np.ndarray, rows: int, cols: int, depth: int) -> np.ndarray:
+    """Resample a (D, H, W) code array to (depth, rows, cols): centre-crop, then separable linear."""
+    vol = center_crop_to_aspect(np.asarray(codes), rows, cols).astype(np.float32)
+    d, h, w = vol.shape
+    if (d, h, w) != (depth, rows, cols):
+        if h != rows:
+            vol = np.einsum("rh,dhw->drw", _filter_matrix(h, rows), vol, optimize=True)
+        if w != cols:
+            vol = np.einsum("cw,drw->drc", _filter_matrix(w, cols), vol, optimize=True)
+        if d != depth:
+            vol = np.einsum("kd,drc->krc", _filter_matrix(d, depth), vol, optimize=True)
+    return np.clip(np.rint(vol), 0, CODE_MAX).astype(np.uint16)
+
+
+def fit_within(shape: tuple[int, int, int], max_side: int) -> tuple[int, int, int]:
+    """Shape (D, H, W) scaled so H and W are at most max_side, aspect kept (depth untouched)."""
+    d, h, w = shape
+    scale = min(1.0, max_side / max(h, w))
+    return d, max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def new_uid() -> str:
+    """A random UUID-derived UID (2.25 root) that is always 44 characters long.
+
+    Fixed length keeps file sizes identical across items: a variable-length UID
+    would make sizes differ at random, and the pre-opening leak audit compares sizes.
+    """
+    return "2.25." + str(10**38 + secrets.randbelow(2**128 - 10**38))
+
+
+def build_slice_dataset(
+    plane: np.ndarray, modality: str, index: int, study_uid: str, series_uid: str, frame_uid: str
+) -> Dataset:
+    """The canonical dataset for one slice; the tag set depends on nothing but the modality."""
+    spec = MODALITY_SPECS[modality]
+    if plane.dtype != np.uint16 or plane.ndim != 2:
+        raise ValueError(f"canonical slices are 2D uint16 code arrays, got {plane.dtype} {plane.shape}")
+    if int(plane.max(initial=0)) > CODE_MAX:
+        raise ValueError(f"codes must be at most {CODE_MAX}")
+    sop_uid = new_uid()
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.Modality = spec.dicom_modality
+    ds.ConversionType = "WSD"
+    ds.PatientName = ""
+    ds.PatientID = ""
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = frame_uid
+    ds.StudyID = ""
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = index + 1
+    ds.PatientOrientation = ""
+    ds.BurnedInAnnotation = "NO"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = plane.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = BITS_STORED
+    ds.HighBit = BITS_STORED - 1
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = spec.rescale_intercept
+    ds.RescaleSlope = 1
+    ds.RescaleType = spec.rescale_type
+    ds.WindowCenter = spec.window_center
+    ds.WindowWidth = spec.window_width
+    ds.PixelData = np.ascontiguousarray(plane, dtype="<u2").tobytes()
+    ds["PixelData"].VR = "OW"
+    return ds
+
+
+def write_canonical_series(codes: np.ndarray, modality: str, directory: Path) -> list[int]:
+    """Write (D, H, W) uint16 codes as canonical DICOM files 0001.dcm... in `directory`.
+
+    The directory must not exist; files are written to a temporary sibling and
+    moved into place at once, so a failure leaves no partial series. Returns the
+    byte size of each file.
+    """
+    if modality not in MODALITY_SPECS:
+        raise ValueError(f"unknown modality {modality!r}")
+    codes = np.asarray(codes)
+    if codes.ndim != 3:
+        raise ValueError(f"expected a (depth, rows, cols) array, got shape {codes.shape}")
+    directory = Path(directory)
+    if directory.exists():
+        raise FileExistsError(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory.parent))
+    try:
+        study_uid, series_uid, frame_uid = new_uid(), new_uid(), new_uid()
+        sizes = []
+        for index, plane in enumerate(codes):
+            ds = build_slice_dataset(plane, modality, index, study_uid, series_uid, frame_uid)
+            path = tmp / slice_filename(index)
+            ds.save_as(path, enforce_file_format=True)
+            sizes.append(path.stat().st_size)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sizes
+
+
+def slice_filename(index: int) -> str:
+    return f"{index + 1:04d}.dcm"

@@ -1,0 +1,50 @@
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+
+
+class UnreadableImage(Exception):
+    """A source that cannot become a pool item; the message is shown to the person importing."""
+
+
+@dataclass
+class DecodedImage:
+    """Pixel values of one source as float32 (depth, rows, cols), before any normalisation.
+
+    `calibrated` means the values are physical units (Hounsfield units for CT);
+    `inverted` means high values display dark (DICOM MONOCHROME1).
+    """
+
+    values: np.ndarray
+    calibrated: bool
+    inverted: bool = False
+    spacing_mm: list[float] | None = None
+    info: dict = field(default_factory=dict)
+
+
+def check_dimensions(depth: int, rows: int, cols: int, samples: int = 1) -> None:
+    """Refuse absurd sizes from the header alone, before any pixel is decoded."""
+    if min(depth, rows, cols) < 1:
+        raise UnreadableImage(f"image has no pixels (size {depth}x{rows}x{cols})")
+    if max(rows, cols) > settings.IMPORT_MAX_SIDE:
+        raise UnreadableImage(
+            f"image is {rows}x{cols} pixels; the largest side allowed is {settings.IMPORT_MAX_SIDE}"
+            " (READERSTUDY_IMPORT_MAX_SIDE)"
+        )
+    if depth > settings.IMPORT_MAX_SLICES:
+        raise UnreadableImage(
+            f"image has {depth} slices; at most {settings.IMPORT_MAX_SLICES} are allowed (READERSTUDY_IMPORT_MAX_SLICES)"
+        )
+    voxels = depth * rows * cols * samples
+    if voxels > settings.IMPORT_MAX_VOXELS:
+        raise UnreadableImage(
+            f"image has {voxels:,} values ({depth}x{rows}x{cols}x{samples}); at most"
+            f" {settings.IMPORT_MAX_VOXELS:,} are allowed (READERSTUDY_IMPORT_MAX_VOXELS)"
+        )
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of an (..., 3) RGB array."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114

@@ -1,0 +1,216 @@
+"""DICOM: single files (including multi-frame), series of single-frame files, any transfer syntax.
+
+Compressed pixel data (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE)
+decodes through pydicom's pylibjpeg plugins. Files without a meta header get
+their transfer syntax from how pydicom managed to parse them.
+"""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from .base import DecodedImage, UnreadableImage, check_dimensions, luminance
+
+# Transfer syntaxes whose pixel data may have been coded lossily (JPEG baseline/extended,
+# JPEG-LS near-lossless, JPEG 2000 and HTJ2K that are not lossless-only).
+LOSSY_TRANSFER_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.203",
+}
+
+# Elements larger than this stay on disk until needed, so headers of huge files are cheap.
+DEFER_SIZE = "64 KB"
+
+
+def read_header(path: Path) -> pydicom.Dataset:
+    """Parse a DICOM file lazily (large values, like pixel data, are read only when used)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, defer_size=DEFER_SIZE)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise UnreadableImage(f"not a readable DICOM file ({_short(exc)})") from None
+    if len(ds) == 0:
+        raise UnreadableImage("not a readable DICOM file (no data elements)")
+    _ensure_transfer_syntax(ds)
+    return ds
+
+
+def _ensure_transfer_syntax(ds: pydicom.Dataset) -> None:
+    if "TransferSyntaxUID" in ds.file_meta:
+        return
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    else:
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _frame_count(ds: pydicom.Dataset) -> int:
+    try:
+        return int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        raise UnreadableImage(f"invalid NumberOfFrames {ds.get('NumberOfFrames')!r}") from None
+
+
+def _check_image_header(ds: pydicom.Dataset, frames: int) -> None:
+    if "PixelData" not in ds:
+        kind = ds.get("Modality") or ds.get("SOPClassUID", "unknown")
+        raise UnreadableImage(f"DICOM file has no pixel data (modality {kind}); it is not an image")
+    try:
+        rows, cols, samples = int(ds.Rows), int(ds.Columns), int(ds.get("SamplesPerPixel") or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise UnreadableImage("DICOM image header is missing Rows/Columns") from None
+    check_dimensions(frames, rows, cols, samples)
+
+
+def _pixels(ds: pydicom.Dataset) -> np.ndarray:
+    """Decode pixel data to float32 (frames, rows, cols): colour to luminance, modality LUT applied."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    try:
+        arr = ds.pixel_array
+        if photometric == "PALETTE COLOR":
+            arr = apply_color_lut(arr, ds)
+        elif int(ds.get("SamplesPerPixel") or 1) == 1:
+            arr = apply_modality_lut(arr, ds)
+    except UnreadableImage:
+        raise
+    except Exception as exc:  # pydicom raises many types for damaged pixel data
+        raise UnreadableImage(f"pixel data cannot be decoded: {_short(exc)}") from None
+    arr = np.asarray(arr)
+    if arr.ndim >= 3 and arr.shape[-1] in (3, 4) and (photometric != "MONOCHROME2" and photometric != "MONOCHROME1"):
+        arr = luminance(arr[..., :3])
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise UnreadableImage(f"unexpected pixel array shape {arr.shape}")
+    return arr
+
+
+def _spacing(ds: pydicom.Dataset) -> list[float] | None:
+    try:
+        row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    slice_mm = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
+    try:
+        return [float(slice_mm) if slice_mm else None, row_mm, col_mm]
+    except (TypeError, ValueError):
+        return [None, row_mm, col_mm]
+
+
+def _info(ds: pydicom.Dataset, **extra) -> dict:
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    lossy = str(ds.get("LossyImageCompression", "")) == "01" or str(ts) in LOSSY_TRANSFER_SYNTAXES
+    info = {
+        "format": "DICOM",
+        "transfer_syntax": ts.name if ts else "unknown",
+        "meta_header": "TransferSyntaxUID" in ds.file_meta and ds.preamble is not None,
+        "dicom_modality": str(ds.get("Modality", "")),
+        "photometric": str(ds.get("PhotometricInterpretation", "")),
+        "bits_stored": int(ds.get("BitsStored") or 0),
+        "lossy_compressed": lossy,
+    }
+    info.update(extra)
+    return info
+
+
+def _is_calibrated(ds: pydicom.Dataset) -> bool:
+    return str(ds.get("Modality", "")).upper() == "CT" or str(ds.get("RescaleType", "")).upper() == "HU"
+
+
+def decode_file(path: Path) -> DecodedImage:
+    """A single DICOM file; a multi-frame file becomes a volume with its frames in stored order."""
+    ds = read_header(path)
+    frames = _frame_count(ds)
+    _check_image_header(ds, frames)
+    values = _pixels(ds)
+    return DecodedImage(
+        values=values,
+        calibrated=_is_calibrated(ds),
+        inverted=str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
+        spacing_mm=_spacing(ds),
+        info=_info(ds, frames=frames),
+    )
+
+
+def _slice_position(ds: pydicom.Dataset) -> float | None:
+    """Position along the slice normal (from ImageOrientation/PositionPatient), if present."""
+    try:
+        orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
+        position = np.array([float(v) for v in ds.ImagePositionPatient])
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if orientation.shape != (6,) or position.shape != (3,):
+        return None
+    normal = np.cross(orientation[:3], orientation[3:])
+    return float(position @ normal)
+
+
+def sort_series(headers: list[tuple[Path, pydicom.Dataset]]) -> list[tuple[Path, pydicom.Dataset]]:
+    """Order a series' slices by position along the slice normal, else by InstanceNumber."""
+    positions = [_slice_position(ds) for _, ds in headers]
+    if all(p is not None for p in positions) and len(set(np.round(positions, 4))) == len(positions):
+        return [h for _, h in sorted(zip(positions, headers), key=lambda t: t[0])]
+    try:
+        numbers = [int(ds.InstanceNumber) for _, ds in headers]
+    except (AttributeError, TypeError, ValueError):
+        raise UnreadableImage(
+            "cannot order the series: slices have neither distinct ImagePositionPatient nor InstanceNumber"
+        ) from None
+    if len(set(numbers)) != len(numbers):
+        raise UnreadableImage("cannot order the series: duplicate slice positions and instance numbers")
+    return [h for _, h in sorted(zip(numbers, headers), key=lambda t: t[0])]
+
+
+def decode_series(paths: list[Path]) -> DecodedImage:
+    """Single-frame files of one series stacked into a volume, sorted by slice position."""
+    headers = []
+    for path in paths:
+        try:
+            headers.append((path, read_header(path)))
+        except UnreadableImage as exc:
+            raise UnreadableImage(f"{Path(path).name}: {exc}") from None
+    first = headers[0][1]
+    _check_image_header(first, 1)
+    rows, cols = int(first.Rows), int(first.Columns)
+    check_dimensions(len(headers), rows, cols)
+    for path, ds in headers:
+        if "PixelData" not in ds or int(ds.get("Rows", 0)) != rows or int(ds.get("Columns", 0)) != cols:
+            raise UnreadableImage(
+                f"{Path(path).name}: slice is {ds.get('Rows')}x{ds.get('Columns')}, the series is {rows}x{cols}"
+            )
+    ordered = sort_series(headers)
+    planes = []
+    for path, ds in ordered:
+        try:
+            planes.append(_pixels(ds)[0])
+        except UnreadableImage as exc:
+            raise UnreadableImage(f"{Path(path).name}: {exc}") from None
+    spacing = _spacing(first)
+    positions = [_slice_position(ds) for _, ds in ordered]
+    if spacing and all(p is not None for p in positions) and len(positions) > 1:
+        spacing[0] = float(np.median(np.diff(positions)))
+    return DecodedImage(
+        values=np.stack(planes),
+        calibrated=_is_calibrated(first),
+        inverted=str(first.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
+        spacing_mm=spacing,
+        info=_info(first, frames=len(planes), series_files=len(planes)),
+    )

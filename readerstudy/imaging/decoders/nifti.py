@@ -1,0 +1,66 @@
+"""NIfTI-1/2 (.nii, .nii.gz): reoriented to axial slices in radiological display convention."""
+
+import gzip
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .base import DecodedImage, UnreadableImage, check_dimensions
+
+
+def decode_file(path: Path) -> DecodedImage:
+    # Opened through a file map rather than nib.load, which insists on a .nii/.nii.gz
+    # name: uploads are recognised by content and may be called anything.
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+        return _decode(fh)
+
+
+def _decode(fh) -> DecodedImage:
+    header = fh.read(4)
+    fh.seek(0)
+    klass = nib.Nifti2Image if 540 in (int.from_bytes(header, "little"), int.from_bytes(header, "big")) else nib.Nifti1Image
+    try:
+        holder = nib.FileHolder(fileobj=fh)
+        img = klass.from_file_map({"header": holder, "image": holder})
+    except Exception as exc:  # nibabel raises many types for damaged headers
+        raise UnreadableImage(f"not a readable NIfTI file ({str(exc)[:200] or type(exc).__name__})") from None
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3:
+        raise UnreadableImage(
+            f"NIfTI image has shape {img.shape}; only 2D images and 3D volumes are supported"
+            " (extract one volume from a time series first)"
+        )
+    x, y, z = shape
+    check_dimensions(z, y, x)
+    try:
+        if len(img.shape) >= 3:
+            img = nib.as_closest_canonical(img)
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
+        raise UnreadableImage(f"NIfTI pixel data is truncated or corrupt ({str(exc)[:200] or type(exc).__name__})") from None
+    data = data.reshape(data.shape[:3]) if data.ndim == 4 else data
+    if data.ndim == 2:
+        data = data[:, :, None]
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise UnreadableImage("NIfTI image contains no finite values")
+    if not finite.all():
+        data = np.where(finite, data, np.nanmin(np.where(finite, data, np.nan)))
+    # RAS+ array (x: left->right, y: posterior->anterior, z: inferior->superior) to
+    # (slice, row, col) with the patient's right on the image's left, anterior at top.
+    volume = np.ascontiguousarray(np.transpose(data, (2, 1, 0))[:, ::-1, ::-1])
+    zooms = [float(v) for v in img.header.get_zooms()[:3]]
+    return DecodedImage(
+        values=volume.astype(np.float32),
+        calibrated=True,
+        spacing_mm=[zooms[2], zooms[1], zooms[0]] if len(zooms) == 3 else None,
+        info={"format": "NIfTI", "datatype": str(img.get_data_dtype()), "native_orientation": "".join(nib.aff2axcodes(img.affine))},
+    )

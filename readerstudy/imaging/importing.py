@@ -1,0 +1,287 @@
+"""Importing real images into the pool (command line, upload page and tasks all call this).
+
+A *source* is one file, or the files of one DICOM series found in a folder. Each
+source is imported on its own, all or nothing: a bad source yields exactly one
+error, writes no row and no file, and the batch carries on with the next.
+"""
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from . import canonical
+from .decoders import DecodedImage, Format, UnreadableImage, decode_source, sniff
+from .decoders.dicom import read_header
+from .models import Dataset, Modality, Origin, PoolItem
+from .pool import create_pool_item
+
+
+class Layout:
+    AUTO = "auto"  # a volume if the source has several slices, else a 2D image
+    VOLUME = "volume"
+    SLICES = "slices"  # each chosen slice becomes a 2D item
+    CHOICES = [(AUTO, "Automatic"), (VOLUME, "One volume"), (SLICES, "Separate 2D slices")]
+
+
+@dataclass
+class ImportOptions:
+    modality: str
+    dataset: Dataset
+    body_part: str = ""
+    layout: str = Layout.AUTO
+    slices: int | None = None  # with Layout.SLICES: how many evenly spaced slices (None: all)
+    created_by: object = None
+    job: object = None
+
+    def __post_init__(self):
+        if self.modality not in Modality.values:
+            raise ValueError(f"modality must be one of {', '.join(Modality.values)}, got {self.modality!r}")
+        if self.layout not in (Layout.AUTO, Layout.VOLUME, Layout.SLICES):
+            raise ValueError(f"layout must be auto, volume or slices, got {self.layout!r}")
+        if self.slices is not None and self.slices < 1:
+            raise ValueError("the number of slices must be at least 1")
+        if self.dataset.origin != Origin.REAL:
+            raise ValueError(f"data set {self.dataset.name!r} holds synthetic images; real images need a real data set")
+
+
+@dataclass
+class Source:
+    label: str
+    fmt: str | None
+    paths: list[Path]
+    error: str | None = None
+
+
+@dataclass
+class Outcome:
+    source: str
+    status: str  # imported | skipped | failed
+    message: str
+    item_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def items_created(self) -> int:
+        return sum(len(o.item_ids) for o in self.outcomes if o.status == "imported")
+
+    def summary(self) -> str:
+        return (
+            f"{self.count('imported')} imported ({self.items_created} pool items), "
+            f"{self.count('skipped')} already in the pool, {self.count('failed')} failed"
+        )
+
+    def as_dict(self) -> dict:
+        return {"summary": self.summary(), "outcomes": [asdict(o) for o in self.outcomes]}
+
+
+class NullProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1, message: str = "") -> None:
+        pass
+
+    def check_cancelled(self) -> None:
+        pass
+
+
+# --- discovery ----------------------------------------------------------------
+
+
+def discover_sources(path: Path) -> list[Source]:
+    """The sources under `path`: one per file, except single-frame DICOMs sharing a series."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_file():
+        return [_file_source(path, path.name)]
+    files = sorted(
+        Path(root) / name
+        for root, dirs, names in os.walk(path)
+        for name in names
+        if not name.startswith(".") and not any(part.startswith(".") for part in Path(root).relative_to(path).parts)
+    )
+    sources, series = [], {}
+    for f in files:
+        label = str(f.relative_to(path))
+        source = _file_source(f, label)
+        if source.fmt == Format.DICOM and source.error is None:
+            key = _series_key(f)
+            if key is not None:
+                series.setdefault(key, []).append(source)
+                continue
+        sources.append(source)
+    for (folder, _uid), members in series.items():
+        if len(members) == 1:
+            sources.append(members[0])
+        else:
+            rel = os.path.relpath(folder, path)
+            label = f"{'.' if rel == '.' else rel}/ (series of {len(members)} files)"
+            sources.append(Source(label, Format.DICOM_SERIES, [m.paths[0] for m in members]))
+    return sorted(sources, key=lambda s: s.label)
+
+
+def _file_source(path: Path, label: str) -> Source:
+    try:
+        return Source(label, sniff(path), [path])
+    except UnreadableImage as exc:
+        return Source(label, None, [path], error=str(exc))
+
+
+def _series_key(path: Path):
+    """(folder, SeriesInstanceUID) for single-frame DICOM images, else None."""
+    try:
+        ds = read_header(path)
+    except UnreadableImage:
+        return None
+    uid = ds.get("SeriesInstanceUID")
+    if not uid or "PixelData" not in ds or int(ds.get("NumberOfFrames") or 1) > 1:
+        return None
+    return (str(path.parent), str(uid))
+
+
+# --- import -------------------------------------------------------------------
+
+
+def import_path(path: Path, options: ImportOptions, progress=None) -> ImportReport:
+    """Import every source under `path` (a file or a folder)."""
+    return import_sources(discover_sources(Path(path)), options, progress)
+
+
+def import_sources(sources: list[Source], options: ImportOptions, progress=None) -> ImportReport:
+    progress = progress or NullProgress()
+    report = ImportReport()
+    progress.partial_result = report
+    progress.start(len(sources))
+    for source in sources:
+        progress.check_cancelled()
+        outcome = import_source(source, options)
+        report.outcomes.append(outcome)
+        progress.advance(1, f"{source.label}: {outcome.message}")
+    return report
+
+
+def import_source(source: Source, options: ImportOptions) -> Outcome:
+    """Import one source; never raises for bad input, returns a failed Outcome instead."""
+    if source.error:
+        return Outcome(source.label, "failed", source.error)
+    try:
+        for p in source.paths:
+            size = p.stat().st_size
+            if size > settings.IMPORT_MAX_FILE_BYTES:
+                raise UnreadableImage(
+                    f"{p.name} is {size:,} bytes; the limit is {settings.IMPORT_MAX_FILE_BYTES:,}"
+                    " (READERSTUDY_IMPORT_MAX_FILE_BYTES)"
+                )
+        digest = source_sha256(source.paths)
+        decoded = decode_source(source.fmt, source.paths)
+        plan = _plan_items(decoded, options)
+        existing = set(
+            PoolItem.objects.filter(dataset=options.dataset, source_sha256=digest).values_list(
+                "source_locator", flat=True
+            )
+        )
+        todo = [(locator, idx) for locator, idx in plan if locator not in existing]
+        if not todo:
+            return Outcome(source.label, "skipped", "already in the pool")
+        codes = decoded_to_codes(decoded, options.modality)
+        ids = _create_items(source, options, decoded, codes, digest, todo)
+    except UnreadableImage as exc:
+        return Outcome(source.label, "failed", str(exc))
+    except MemoryError:
+        return Outcome(source.label, "failed", "not enough memory to decode this image")
+    skipped = len(plan) - len(todo)
+    note = f" ({skipped} already in the pool)" if skipped else ""
+    return Outcome(source.label, "imported", f"{len(ids)} item(s) created{note}", ids)
+
+
+def _plan_items(decoded: DecodedImage, options: ImportOptions) -> list[tuple[str, slice]]:
+    """[(source_locator, slice index range)] for the items this source becomes."""
+    depth = decoded.values.shape[0]
+    if options.layout == Layout.VOLUME and depth < 2:
+        raise UnreadableImage("has a single slice; it cannot be imported as a volume")
+    if options.layout == Layout.SLICES or depth == 1:
+        if depth == 1:
+            return [("", slice(0, 1))]
+        count = min(options.slices or depth, depth)
+        # Evenly spaced over the middle 80% of the stack: end slices are often empty.
+        lo, hi = (0, depth - 1) if count == depth else (round(0.1 * (depth - 1)), round(0.9 * (depth - 1)))
+        indices = sorted({int(round(v)) for v in np.linspace(lo, hi, count)})
+        return [(f"slice {i + 1} of {depth}", slice(i, i + 1)) for i in indices]
+    return [("", slice(0, depth))]
+
+
+def _create_items(source, options, decoded, codes, digest, todo) -> list[int]:
+    from .storage import pool_transaction
+
+    ids = []
+    with pool_transaction():  # all items of one source, or none
+        for locator, index in todo:
+            part = codes[index]
+            item = create_pool_item(
+                codes=part,
+                modality=options.modality,
+                origin=Origin.REAL,
+                dataset=options.dataset,
+                body_part=options.body_part,
+                source_name=source.label[:500],
+                source_sha256=digest,
+                source_locator=locator,
+                native_shape=list(part.shape),
+                native_spacing_mm=decoded.spacing_mm,
+                source_info=decoded.info,
+                created_by=options.created_by,
+                import_job=options.job,
+            )
+            ids.append(item.pk)
+    return ids
+
+
+def source_sha256(paths: list[Path]) -> str:
+    """SHA-256 of a file; for a series, of its files' digests in name order."""
+    digests = []
+    for p in sorted(paths):
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        digests.append(h.hexdigest())
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+ROBUST_PERCENTILES = (0.5, 99.5)
+
+
+def decoded_to_codes(decoded: DecodedImage, modality: str) -> np.ndarray:
+    """Map decoded values into the modality's canonical code space (see `canonical`).
+
+    CT with calibrated values keeps Hounsfield units. Everything else is scaled
+    by robust percentiles of the whole item to [0, 1], the range synthetic images
+    are generated in, so value range is not a tell.
+    """
+    values = decoded.values
+    if modality == Modality.CT and decoded.calibrated:
+        return canonical.hu_to_codes(values)
+    sample = values.ravel()[:: max(1, values.size // 4_000_000)]
+    lo, hi = (float(v) for v in np.percentile(sample, ROBUST_PERCENTILES))
+    if not hi > lo:
+        lo, hi = float(values.min()), float(values.max())
+    if not hi > lo:
+        raise UnreadableImage(f"image is blank (every pixel has the value {lo:g})")
+    unit = (values - lo) / (hi - lo)
+    if decoded.inverted:
+        unit = 1.0 - unit
+    return canonical.unit_to_codes(unit)

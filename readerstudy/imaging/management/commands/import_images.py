@@ -1,0 +1,92 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from readerstudy.imaging.importing import ImportOptions, Layout, discover_sources, import_sources
+from readerstudy.imaging.models import Dataset, Modality, Origin
+
+
+class TqdmProgress:
+    """Progress sink for import_sources that draws a tqdm bar and prints each failure."""
+
+    def __init__(self, stream, enabled: bool):
+        self.stream, self.enabled, self.bar, self.failed = stream, enabled, None, 0
+
+    def start(self, total):
+        self.bar = tqdm(total=total, unit="file", file=self.stream, disable=not self.enabled, dynamic_ncols=True)
+
+    def advance(self, n=1, message=""):
+        self.bar.update(n)
+
+    def check_cancelled(self):
+        pass
+
+    def close(self):
+        if self.bar:
+            self.bar.close()
+
+
+class Command(BaseCommand):
+    help = (
+        "Import real images (DICOM files, multi-frame files or series folders; NIfTI; PNG, JPEG, TIFF) "
+        "into the pool. Each file or series is imported whole or not at all; failures are listed and "
+        "the rest of the batch carries on."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="A file or a folder (searched recursively).")
+        parser.add_argument("--modality", required=True, choices=Modality.values)
+        parser.add_argument("--dataset", required=True, help="Data set name (created if new).")
+        parser.add_argument("--licence", help="Licence of the data set (required when the data set is new).")
+        parser.add_argument("--source", default="", help="Citation or origin of a new data set.")
+        parser.add_argument("--body-part", default="", help="e.g. chest, head.")
+        parser.add_argument("--layout", default=Layout.AUTO, choices=[c for c, _ in Layout.CHOICES],
+                            help="auto: volumes stay volumes; volume: require volumes; slices: 2D items from slices.")
+        parser.add_argument("--slices", type=int, help="With --layout slices: number of evenly spaced slices.")
+        parser.add_argument("--no-progress", action="store_true", help="Do not draw the progress bar.")
+
+    def handle(self, *args, **opts):
+        path = Path(opts["path"])
+        if not path.exists():
+            raise CommandError(f"{path} does not exist")
+        dataset = self._dataset(opts)
+        try:
+            options = ImportOptions(
+                modality=opts["modality"], dataset=dataset, body_part=opts["body_part"],
+                layout=opts["layout"], slices=opts["slices"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        sources = discover_sources(path)
+        if not sources:
+            raise CommandError(f"no files found under {path}")
+        progress = TqdmProgress(self.stderr._out, enabled=not opts["no_progress"])
+        try:
+            report = import_sources(sources, options, progress)
+        finally:
+            progress.close()
+        for outcome in report.outcomes:
+            if outcome.status == "failed":
+                self.stderr.write(f"FAILED {outcome.source}: {outcome.message}")
+            elif opts["verbosity"] > 1:
+                self.stdout.write(f"{outcome.status} {outcome.source}: {outcome.message}")
+        self.stdout.write(report.summary())
+        failed = report.count("failed")
+        if failed:
+            raise CommandError(f"{failed} of {len(report.outcomes)} sources failed (listed above)")
+
+    def _dataset(self, opts) -> Dataset:
+        dataset = Dataset.objects.filter(name=opts["dataset"]).first()
+        if dataset is None:
+            if not opts["licence"]:
+                raise CommandError(f"data set {opts['dataset']!r} is new: give its licence with --licence")
+            return Dataset.objects.create(
+                name=opts["dataset"], origin=Origin.REAL, licence=opts["licence"], source=opts["source"]
+            )
+        if opts["licence"] and opts["licence"] != dataset.licence:
+            raise CommandError(
+                f"data set {dataset.name!r} already has licence {dataset.licence!r}; "
+                f"refusing to import under {opts['licence']!r}"
+            )
+        return dataset

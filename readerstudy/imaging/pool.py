@@ -1,0 +1,80 @@
+"""Adding items to the image pool: the one path for real imports and generated images alike."""
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from . import canonical, storage
+from .models import Dimensionality, Origin, PoolItem, Rendition
+
+
+def default_preset(modality: str, dimensionality: str) -> tuple[int, int, int]:
+    """(rows, cols, depth) of the rendition made when an item enters the pool."""
+    preset = settings.CANONICAL_DEFAULT_PRESETS[modality]
+    depth = 1 if dimensionality == Dimensionality.IMAGE else int(preset["depth"])
+    return int(preset["matrix"]), int(preset["matrix"]), depth
+
+
+def create_pool_item(*, codes: np.ndarray, modality: str, origin: str, dataset, **provenance) -> PoolItem:
+    """Store codes (depth, rows, cols uint16; see `canonical`) as a pool item with its default rendition.
+
+    `provenance` holds the remaining PoolItem fields (source hash, generator, seed,
+    prompt, native shape...). Database rows and files are written together or not
+    at all.
+    """
+    codes = np.asarray(codes)
+    if codes.ndim != 3 or codes.dtype != np.uint16 or min(codes.shape) < 1:
+        raise ValueError(f"codes must be a non-empty (depth, rows, cols) uint16 array, got {codes.dtype} {codes.shape}")
+    if int(codes.max()) > canonical.CODE_MAX:
+        raise ValueError(f"codes exceed {canonical.CODE_MAX}")
+    if origin == Origin.REAL and provenance.get("generator") is not None:
+        raise ValueError("real items have no generator")
+    if origin == Origin.SYNTHETIC and provenance.get("generator") is None:
+        raise ValueError("synthetic items must name their generator")
+    dimensionality = Dimensionality.VOLUME if codes.shape[0] > 1 else Dimensionality.IMAGE
+    provenance.setdefault("native_shape", list(codes.shape))
+    master_shape = canonical.fit_within(codes.shape, settings.POOL_MASTER_MAX_SIDE)
+    if master_shape != codes.shape:
+        codes = canonical.resample_codes(codes, *master_shape[1:], master_shape[0])
+    with storage.pool_transaction():
+        item = PoolItem.objects.create(
+            modality=modality,
+            origin=origin,
+            dataset=dataset,
+            dimensionality=dimensionality,
+            master_file=storage.save_master(codes),
+            master_shape=list(codes.shape),
+            **provenance,
+        )
+        ensure_rendition(item, *default_preset(modality, dimensionality))
+    return item
+
+
+def ensure_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Rendition:
+    """The item's canonical series at (rows, cols, depth), written on first request."""
+    existing = item.renditions.filter(rows=rows, cols=cols, depth=depth).first()
+    if existing:
+        return existing
+    codes = canonical.resample_codes(storage.load_master(item.master_file), rows, cols, depth)
+    token = storage.new_token()
+    directory = storage.renditions_dir() / token
+    with storage.pool_transaction():
+        sizes = canonical.write_canonical_series(codes, item.modality, directory)
+        storage.register_written(directory)
+        return Rendition.objects.create(
+            item=item, rows=rows, cols=cols, depth=depth, directory=token, file_bytes=sizes
+        )
+
+
+def rendition_files(rendition: Rendition) -> list:
+    directory = storage.renditions_dir() / rendition.directory
+    return [directory / canonical.slice_filename(i) for i in range(rendition.depth)]
+
+
+def delete_pool_item(item: PoolItem) -> None:
+    """Delete an item and, once that commits, its master and rendition files."""
+    paths = [storage.masters_dir() / item.master_file]
+    paths += [storage.renditions_dir() / r.directory for r in item.renditions.all()]
+    with transaction.atomic():
+        item.delete()
+        transaction.on_commit(lambda: [storage.remove_path(p) for p in paths])

@@ -1,0 +1,79 @@
+"""Running a job: state transitions, throttled progress writes, cancellation."""
+
+import time
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Job
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's work when a person asked for it to stop."""
+
+
+class JobReporter:
+    """Progress sink for domain code; writes to the Job row at most every `interval` seconds.
+
+    Domain functions take any object with `start(total)`, `advance(n, message)` and
+    `check_cancelled()`, so the command line (tqdm) and background jobs share them.
+    """
+
+    def __init__(self, job: Job, interval: float = 0.5):
+        self.job = job
+        self.interval = interval
+        self._last_write = 0.0
+
+    def start(self, total: int) -> None:
+        self.job.progress_total = total
+        self.job.progress_done = 0
+        self._write(force=True)
+
+    def advance(self, n: int = 1, message: str = "") -> None:
+        self.job.progress_done += n
+        if message:
+            self.job.message = message[:500]
+        self._write()
+
+    def check_cancelled(self) -> None:
+        if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            raise JobCancelled()
+
+    def _write(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_write >= self.interval:
+            Job.objects.filter(pk=self.job.pk).update(
+                progress_done=self.job.progress_done,
+                progress_total=self.job.progress_total,
+                message=self.job.message,
+            )
+            self._last_write = now
+
+
+def run_job(job_id: int, work) -> Job:
+    """Run `work(job, reporter) -> result dict` for a queued job, recording the outcome.
+
+    A job that is already finished is left alone, so a task delivered twice does
+    no work twice.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.is_finished or job.status == Job.Status.RUNNING:
+            return job
+        job.status = Job.Status.RUNNING
+        job.started_at = timezone.now()
+        job.attempts += 1
+        job.save(update_fields=["status", "started_at", "attempts"])
+    reporter = JobReporter(job)
+    try:
+        result = work(job, reporter)
+    except JobCancelled:
+        job.status, job.message = Job.Status.CANCELLED, "Cancelled on request."
+        job.result = getattr(reporter, "partial_result", {}) or job.result
+    except Exception as exc:  # recorded for the person who started the job
+        job.status, job.error = Job.Status.FAILED, f"{type(exc).__name__}: {exc}"
+    else:
+        job.status, job.result = Job.Status.SUCCEEDED, result or {}
+    job.finished_at = timezone.now()
+    job.save()
+    return job

@@ -1,0 +1,46 @@
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.views.generic import DetailView, ListView, View
+
+from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
+
+from .models import Job
+
+
+def job_state(job: Job) -> dict:
+    return {
+        "id": job.pk, "kind": job.kind, "title": job.title, "status": job.status,
+        "status_display": job.get_status_display(), "percent": job.percent,
+        "done": job.progress_done, "total": job.progress_total, "message": job.message,
+        "error": job.error, "finished": job.is_finished, "cancel_requested": job.cancel_requested,
+    }
+
+
+class JobListView(RoleRequiredMixin, ListView):
+    roles = (COORDINATOR, ANALYST)
+    template_name = "jobs/job_list.html"
+    paginate_by = 50
+    queryset = Job.objects.select_related("created_by")
+
+
+class JobDetailView(RoleRequiredMixin, DetailView):
+    roles = (COORDINATOR, ANALYST)
+    template_name = "jobs/job_detail.html"
+    model = Job
+
+
+class JobStateView(RoleRequiredMixin, View):
+    roles = (COORDINATOR, ANALYST)
+
+    def get(self, request, pk):
+        return JsonResponse(job_state(get_object_or_404(Job, pk=pk)))
+
+
+class JobCancelView(RoleRequiredMixin, View):
+    roles = (COORDINATOR,)
+
+    def post(self, request, pk):
+        job = get_object_or_404(Job, pk=pk)
+        if not job.is_finished:
+            Job.objects.filter(pk=pk).update(cancel_requested=True)
+        return redirect("job-detail", pk=pk)

@@ -1,0 +1,42 @@
+from django.db import models
+
+
+class Label(models.TextChoices):
+    REAL = "real", "Real"
+    FAKE = "fake", "Fake"
+    UNSURE = "unsure", "Unsure"
+
+
+class Read(models.Model):
+    """A reader's answer for one assigned case; edits are kept as ReadRevision rows."""
+
+    assigned_case = models.OneToOneField("studies.AssignedCase", on_delete=models.PROTECT, related_name="read")
+    label = models.CharField(max_length=6, choices=Label.choices, blank=True)
+    confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    realism = models.PositiveSmallIntegerField(null=True, blank=True)
+    anatomy = models.PositiveSmallIntegerField(null=True, blank=True)
+    slice_consistency = models.PositiveSmallIntegerField(null=True, blank=True)
+    answers = models.JSONField(default=dict, blank=True, help_text="Answers to any further questions.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    saved_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    slices_visited = models.JSONField(default=list, blank=True)
+    window_changes = models.PositiveIntegerField(default=0)
+    revision = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=64, blank=True)
+
+    def __str__(self):
+        return f"Read of {self.assigned_case}"
+
+
+class ReadRevision(models.Model):
+    """A snapshot of a Read before it was changed, so no answer is ever lost."""
+
+    read = models.ForeignKey(Read, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["read", "revision"], name="unique_read_revision")]

@@ -1,0 +1,228 @@
+"""Settings for the reader-study platform, read from the environment.
+
+Every setting an operator may need has an environment variable; the README's
+"Configuration" section lists them. Defaults give a working single-machine
+install: SQLite in WAL mode and the database task backend.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    return default if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+# Everything the platform writes (pool files, uploads, SQLite database, secret key).
+DATA_DIR = Path(os.environ.get("READERSTUDY_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _secret_key() -> str:
+    """Use DJANGO_SECRET_KEY, else a random key persisted (mode 0600) in DATA_DIR."""
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
+    "readerstudy.accounts",
+    "readerstudy.jobs",
+    "readerstudy.imaging",
+    "generation",
+    "readerstudy.studies",
+    "readerstudy.reading",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "readerstudy.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "readerstudy.accounts.context_processors.roles",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "readerstudy.wsgi.application"
+
+# --- Database ---------------------------------------------------------------
+# SQLite by default; PostgreSQL (or anything dj-database-url knows) via DATABASE_URL.
+SQLITE_PATH = DATA_DIR / "readerstudy.sqlite3"
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{SQLITE_PATH}", conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60)
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside a writer; IMMEDIATE transactions take the write
+    # lock up front, so concurrent writers queue on busy_timeout instead of failing
+    # with "database is locked" when a read transaction tries to upgrade.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": (
+            "PRAGMA journal_mode=WAL;"
+            "PRAGMA synchronous=NORMAL;"
+            "PRAGMA busy_timeout=30000;"
+            "PRAGMA foreign_keys=ON;"
+        ),
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Background tasks -------------------------------------------------------
+# "database" (default, `manage.py db_worker`), "rq" (Redis, `manage.py rqworker`)
+# or "immediate" (runs inline; tests and debugging).
+TASKS_BACKEND = os.environ.get("READERSTUDY_TASKS_BACKEND", "database")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+_TASK_BACKENDS = {
+    "database": "django_tasks_db.DatabaseBackend",
+    "rq": "django_tasks_rq.RQBackend",
+    "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+}
+if TASKS_BACKEND not in _TASK_BACKENDS:
+    raise ImproperlyConfigured(
+        f"READERSTUDY_TASKS_BACKEND must be one of {sorted(_TASK_BACKENDS)}, got {TASKS_BACKEND!r}"
+    )
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND], "QUEUES": ["default"]}}
+if TASKS_BACKEND == "rq":
+    INSTALLED_APPS += ["django_rq"]
+    RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 24 * 3600}}
+
+# --- Auth -------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- I18n, static -----------------------------------------------------------
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = os.environ.get("DJANGO_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True  # serve straight from static/ without collectstatic in a demo
+
+# --- Image pool -------------------------------------------------------------
+# Pool files are never served as static or media files: the reader views stream
+# canonical DICOM through opaque per-reader tokens, the coordinator views check roles.
+POOL_ROOT = Path(os.environ.get("READERSTUDY_POOL_ROOT", DATA_DIR / "pool")).resolve()
+UPLOAD_ROOT = DATA_DIR / "uploads"
+
+# Largest side of the stored master array; larger images are downsampled on import.
+POOL_MASTER_MAX_SIDE = env_int("READERSTUDY_MASTER_MAX_SIDE", 512)
+# Default canonical matrix (rows = cols) and volume depth per modality; studies may
+# ask for other presets (e.g. the generator's native 64x64).
+CANONICAL_DEFAULT_PRESETS = {
+    "XR": {"matrix": env_int("READERSTUDY_XR_MATRIX", 256), "depth": 1},
+    "CT": {"matrix": env_int("READERSTUDY_CT_MATRIX", 256), "depth": env_int("READERSTUDY_CT_DEPTH", 64)},
+    "MR": {"matrix": env_int("READERSTUDY_MR_MATRIX", 256), "depth": env_int("READERSTUDY_MR_DEPTH", 64)},
+}
+
+# Import limits: anything above is refused with a clear error before decoding.
+IMPORT_MAX_FILE_BYTES = env_int("READERSTUDY_IMPORT_MAX_FILE_BYTES", 2 * 1024**3)
+IMPORT_MAX_VOXELS = env_int("READERSTUDY_IMPORT_MAX_VOXELS", 512 * 1024 * 1024)
+IMPORT_MAX_SIDE = env_int("READERSTUDY_IMPORT_MAX_SIDE", 16384)
+IMPORT_MAX_SLICES = env_int("READERSTUDY_IMPORT_MAX_SLICES", 4096)
+UPLOAD_MAX_BYTES = env_int("READERSTUDY_UPLOAD_MAX_BYTES", 4 * 1024**3)
+UPLOAD_MAX_FILES = env_int("READERSTUDY_UPLOAD_MAX_FILES", 5000)
+DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+FILE_UPLOAD_TEMP_DIR = None
+
+# --- Production hardening (see README "Production") -------------------------
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("READERSTUDY_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
