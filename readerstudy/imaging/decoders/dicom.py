@@ -39,7 +39,7 @@ def read_header(path: Path) -> pydicom.Dataset:
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
         raise UnreadableImage(f"not a readable DICOM file ({_short(exc)})") from None
     if len(ds) == 0:
-        raise UnreadableImage("not a readable DICOM file (no data elements)")
+        raise UnreadableImage("not a readable DICOM file: it is truncated or holds no data elements")
     _ensure_transfer_syntax(ds)
     return ds
 

@@ -1,0 +1,177 @@
+"""Pages, roles, upload jobs, the admin, the demo build and the database set-up."""
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.db import connection
+from django.urls import reverse
+
+from readerstudy.accounts.roles import ANALYST, COORDINATOR, READER
+from readerstudy.imaging.models import Dataset, Dimensionality, Modality, Origin, PoolItem
+from readerstudy.jobs.models import Job
+
+from .conftest import DATA, requires_sqlite
+
+pytestmark = pytest.mark.django_db
+
+
+def user_with(role: str | None, name: str | None = None) -> User:
+    user = User.objects.create_user(name or (role or "nobody"), password="pw-for-tests-123")
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def coordinator_client(client):
+    client.force_login(user_with(COORDINATOR))
+    return client
+
+
+def upload(client, *files, **fields):
+    data = {"modality": "MR", "new_dataset": "uploaded scans", "licence": "CC BY 4.0", "layout": "auto", **fields}
+    data["files"] = list(files)
+    return client.post(reverse("pool-upload"), data)
+
+
+def dicom_upload(path, name=None):
+    return SimpleUploadedFile(name or path.name, path.read_bytes(), content_type="application/dicom")
+
+
+def test_upload_page_imports_in_a_background_job(coordinator_client, settings, django_capture_on_commit_callbacks):
+    good = dicom_upload(DATA / "emri_small.dcm")
+    bad = SimpleUploadedFile("notes.txt", b"no pixels here", content_type="text/plain")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = upload(coordinator_client, good, bad)
+    assert len(callbacks) == 1  # the task is enqueued only once the job row is committed
+    job = Job.objects.get()
+    assert response.status_code == 302 and response.url == reverse("job-detail", args=[job.pk])
+    assert job.kind == Job.Kind.IMPORT and job.status == Job.Status.SUCCEEDED  # immediate backend in tests
+    assert job.progress_done == job.progress_total == 2
+    statuses = {o["source"].split("_", 1)[1]: (o["status"], o["message"]) for o in job.result["outcomes"]}
+    assert statuses["emri_small.dcm"][0] == "imported"
+    assert statuses["notes.txt"] == ("failed", "not a supported image file (expected DICOM, NIfTI, PNG, JPEG or TIFF)")
+    item = PoolItem.objects.get()
+    assert item.dataset.name == "uploaded scans" and item.dataset.licence == "CC BY 4.0"
+    assert item.import_job == job and item.created_by.username == COORDINATOR
+    assert not (settings.UPLOAD_ROOT / f"job-{job.pk}").exists()  # uploads are cleaned up
+    page = coordinator_client.get(reverse("job-detail", args=[job.pk]))
+    assert b"not a supported image file" in page.content
+    state = coordinator_client.get(reverse("job-state", args=[job.pk])).json()
+    assert state["status"] == "succeeded" and state["percent"] == 100
+
+
+def test_upload_form_errors(coordinator_client):
+    response = coordinator_client.post(reverse("pool-upload"), {"modality": "MR", "layout": "auto"})
+    assert response.status_code == 200 and b"Choose at least one file or a folder." in response.content
+    response = upload(coordinator_client, dicom_upload(DATA / "emri_small.dcm"), licence="")
+    assert b"A new data set needs its licence." in response.content
+    assert not Job.objects.exists() and not Dataset.objects.exists()
+
+
+def test_upload_size_limit(coordinator_client, settings):
+    settings.UPLOAD_MAX_BYTES = 1000
+    response = upload(coordinator_client, dicom_upload(DATA / "emri_small.dcm"))
+    assert b"the limit is" in response.content and not Job.objects.exists()
+
+
+def test_pool_list_shows_provenance_to_coordinators(coordinator_client, import_file):
+    import_file(DATA / "emri_small.dcm")
+    page = coordinator_client.get(reverse("pool-list"))
+    assert page.status_code == 200
+    item = PoolItem.objects.get()
+    for text in ("emri_small.dcm", "test scans", "CC0", item.source_sha256[:12], "Real"):
+        assert text in page.content.decode()
+    preview = coordinator_client.get(reverse("pool-preview", args=[item.pk]))
+    assert preview.status_code == 200 and preview["Content-Type"] == "image/png"
+    filtered = coordinator_client.get(reverse("pool-list"), {"origin": "synthetic"})
+    assert "emri_small.dcm" not in filtered.content.decode()
+
+
+@pytest.mark.parametrize(
+    "url_name, args",
+    [("pool-list", []), ("pool-upload", []), ("pool-preview", [1]), ("job-list", []), ("job-detail", [1]),
+     ("job-state", [1])],
+)
+def test_readers_cannot_reach_provenance_pages(client, url_name, args, import_file):
+    import_file(DATA / "emri_small.dcm")
+    Job.objects.create(kind=Job.Kind.IMPORT, title="t")
+    client.force_login(user_with(READER))
+    assert client.get(reverse(url_name, args=args)).status_code == 403
+    assert client.get(reverse("admin:imaging_poolitem_changelist")).status_code == 302  # not staff
+
+
+@pytest.mark.parametrize("url_name", ["pool-list", "pool-upload", "job-list", "home"])
+def test_anonymous_users_are_sent_to_login(client, url_name):
+    response = client.get(reverse(url_name))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_analysts_read_the_pool_but_cannot_import(client):
+    client.force_login(user_with(ANALYST))
+    assert client.get(reverse("pool-list")).status_code == 200
+    assert client.get(reverse("pool-upload")).status_code == 403
+
+
+def test_admin_lists_items_with_provenance(admin_client, import_file):
+    import_file(DATA / "emri_small.dcm")
+    page = admin_client.get(reverse("admin:imaging_poolitem_changelist")).content.decode()
+    assert "emri_small.dcm" in page and "test scans" in page and "CC0" in page
+    item = PoolItem.objects.get()
+    detail = admin_client.get(reverse("admin:imaging_poolitem_change", args=[item.pk])).content.decode()
+    assert item.source_sha256 in detail
+
+
+def test_admin_delete_removes_files(admin_client, import_file, pool_dirs, django_capture_on_commit_callbacks):
+    import_file(DATA / "emri_small.dcm")
+    item = PoolItem.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("admin:imaging_poolitem_delete", args=[item.pk]), {"post": "yes"})
+    assert not PoolItem.objects.exists()
+    assert list((pool_dirs / "masters").iterdir()) == [] and list((pool_dirs / "renditions").iterdir()) == []
+
+
+def test_role_groups_have_their_permissions():
+    coordinator = Group.objects.get(name=COORDINATOR)
+    analyst = Group.objects.get(name=ANALYST)
+    assert coordinator.permissions.filter(codename="add_poolitem").exists()
+    assert analyst.permissions.filter(codename="view_read").exists()
+    assert not analyst.permissions.filter(codename="change_poolitem").exists()
+    assert not Group.objects.get(name=READER).permissions.exists()
+
+
+def test_healthz(client):
+    assert client.get(reverse("healthz")).json() == {"status": "ok"}
+
+
+def test_login_page_and_home(client):
+    user_with(READER, "r1")
+    response = client.post(reverse("login"), {"username": "r1", "password": "pw-for-tests-123"})
+    assert response.status_code == 302
+    assert "Your worklist" in client.get(reverse("home")).content.decode()
+
+
+def test_build_demo_pool_and_accounts(client, capsys):
+    call_command("build_demo")
+    out = capsys.readouterr().out
+    real = PoolItem.objects.filter(origin=Origin.REAL)
+    counts = {(m, d): real.filter(modality=m, dimensionality=d).count() for m in Modality.values for d in Dimensionality.values}
+    assert counts[("XR", "2d")] >= 1
+    assert counts[("CT", "2d")] >= 2 and counts[("CT", "3d")] >= 1
+    assert counts[("MR", "2d")] >= 2 and counts[("MR", "3d")] >= 2
+    assert all(i.dataset.licence and i.source_sha256 for i in real)
+    for username, password in [("reader1", "demo-reader1"), ("coordinator", "demo-coordinator"), ("analyst", "demo-analyst")]:
+        assert f"{username}" in out and password in out
+        assert client.login(username=username, password=password)
+    total = PoolItem.objects.count()
+    call_command("build_demo")  # idempotent
+    assert PoolItem.objects.count() == total
+
+
+@requires_sqlite
+def test_sqlite_runs_in_wal_mode_with_busy_timeout():
+    with connection.cursor() as cursor:
+        assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert cursor.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+        assert cursor.execute("PRAGMA foreign_keys").fetchone()[0] == 1
