@@ -18,6 +18,7 @@ from .decoders import DecodedImage, Format, UnreadableImage, decode_source, snif
 from .decoders.dicom import read_header
 from .models import Dataset, Modality, Origin, PoolItem
 from .pool import create_pool_item
+from .storage import pool_transaction
 
 
 class Layout:
@@ -223,8 +224,6 @@ def _plan_items(decoded: DecodedImage, options: ImportOptions) -> list[tuple[str
 
 
 def _create_items(source, options, decoded, codes, digest, todo) -> list[int]:
-    from .storage import pool_transaction
-
     ids = []
     with pool_transaction():  # all items of one source, or none
         for locator, index in todo:

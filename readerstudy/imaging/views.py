@@ -1,5 +1,6 @@
 import io
 import re
+import shutil
 
 import numpy as np
 from django.contrib import messages
@@ -96,10 +97,14 @@ class UploadView(RoleRequiredMixin, FormView):
             )
             target = upload_dir(job)
             target.mkdir(parents=True, exist_ok=True)
-            for i, upload in enumerate(data["uploads"]):
-                with open(target / _safe_name(i, upload.name), "wb") as fh:
-                    for chunk in upload.chunks():
-                        fh.write(chunk)
+            try:
+                for i, upload in enumerate(data["uploads"]):
+                    with open(target / _safe_name(i, upload.name), "wb") as fh:
+                        for chunk in upload.chunks():
+                            fh.write(chunk)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)  # the job row rolls back with it
+                raise
             transaction.on_commit(lambda: _enqueue(job))
         messages.success(self.request, f"Upload received; import job #{job.pk} queued.")
         return redirect("job-detail", pk=job.pk)

@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -61,7 +62,7 @@ class Command(BaseCommand):
         sources = discover_sources(path)
         if not sources:
             raise CommandError(f"no files found under {path}")
-        progress = TqdmProgress(self.stderr._out, enabled=not opts["no_progress"])
+        progress = TqdmProgress(sys.stderr, enabled=not opts["no_progress"])
         try:
             report = import_sources(sources, options, progress)
         finally:
