@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 
-from readerstudy.imaging import canonical
+from readerstudy.imaging import canonical, importing
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 
 from .conftest import DATA, DEMO, copy_to, master_of, pydicom_file
@@ -203,17 +203,27 @@ def test_2d_nifti_is_an_image(import_file, tmp_path):
     assert item.dimensionality == Dimensionality.IMAGE and item.master_shape == [1, 24, 32]
 
 
-def test_volume_as_evenly_spaced_slices(import_file, tmp_path):
+def test_volume_as_evenly_spaced_slices_with_content(import_file, tmp_path):
+    data = np.zeros((20, 20, 50), dtype=np.int16)
+    data[:10, :, 5:45] = 1000  # slices 6..45 (1-based) have content; the rest are empty
+    data[15, 15, :] = np.arange(50)  # one voxel per slice names the slice
     path = tmp_path / "vol.nii.gz"
-    nib.save(nifti_with_marker(shape=(20, 20, 50)), path)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
     report = import_file(path, modality="CT", layout="slices", slices=5)
     (outcome,) = report.outcomes
     items = PoolItem.objects.filter(pk__in=outcome.item_ids).order_by("pk")
     assert [i.dimensionality for i in items] == [Dimensionality.IMAGE] * 5
-    locators = [i.source_locator for i in items]
-    assert locators == ["slice 6 of 50", "slice 16 of 50", "slice 25 of 50", "slice 35 of 50", "slice 45 of 50"]
-    # Each slice item holds that slice's ramp value.
-    assert [int(master_of(i)[0, 10, 10]) - 1024 for i in items] == [50, 150, 240, 340, 440]
+    # Evenly spaced over the 40 content slices 6..45 (1-based): positions 0, 9.75, 19.5, 29.25, 39 rounded.
+    assert [i.source_locator for i in items] == [f"slice {n} of 50" for n in (6, 16, 26, 35, 45)]
+    # Each item holds its own slice: voxel (x=15, y=15) lands at row 4, column 4 after the flip.
+    assert [int(master_of(i)[0, 4, 4]) - 1024 for i in items] == [5, 15, 25, 34, 44]
+
+
+def test_slices_with_content_skips_empty_ends():
+    vol = np.zeros((10, 8, 8), dtype=np.float32)
+    vol[3:7, 2:6, 2:6] = 1.0
+    assert importing.slices_with_content(vol).tolist() == [3, 4, 5, 6]
+    assert importing.slices_with_content(np.zeros((4, 8, 8))).tolist() == [0, 1, 2, 3]
 
 
 # --- PNG / JPEG / TIFF ----------------------------------------------------------------

@@ -128,7 +128,7 @@ def discover_sources(path: Path) -> list[Source]:
             sources.append(members[0])
         else:
             rel = os.path.relpath(folder, path)
-            label = f"{'.' if rel == '.' else rel}/ (series of {len(members)} files)"
+            label = f"{path.name if rel == '.' else rel}/ (series of {len(members)} files)"
             sources.append(Source(label, Format.DICOM_SERIES, [m.paths[0] for m in members]))
     return sorted(sources, key=lambda s: s.label)
 
@@ -215,12 +215,26 @@ def _plan_items(decoded: DecodedImage, options: ImportOptions) -> list[tuple[str
     if options.layout == Layout.SLICES or depth == 1:
         if depth == 1:
             return [("", slice(0, 1))]
-        count = min(options.slices or depth, depth)
-        # Evenly spaced over the middle 80% of the stack: end slices are often empty.
-        lo, hi = (0, depth - 1) if count == depth else (round(0.1 * (depth - 1)), round(0.9 * (depth - 1)))
-        indices = sorted({int(round(v)) for v in np.linspace(lo, hi, count)})
+        candidates = slices_with_content(decoded.values)
+        count = min(options.slices or len(candidates), len(candidates))
+        positions = np.linspace(0, len(candidates) - 1, count)
+        indices = sorted({int(candidates[int(round(p))]) for p in positions})
         return [(f"slice {i + 1} of {depth}", slice(i, i + 1)) for i in indices]
     return [("", slice(0, depth))]
+
+
+CONTENT_FRACTION = 0.35
+
+
+def slices_with_content(values: np.ndarray) -> np.ndarray:
+    """Indices of slices whose spread is at least 35% of the busiest slice's.
+
+    Volumes, templates especially, often begin and end with empty slices that
+    would make useless 2D cases.
+    """
+    spread = values.reshape(values.shape[0], -1).std(axis=1)
+    keep = np.flatnonzero(spread >= CONTENT_FRACTION * spread.max())
+    return keep if keep.size else np.arange(values.shape[0])
 
 
 def _create_items(source, options, decoded, codes, digest, todo) -> list[int]:
