@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("pool/", include("readerstudy.imaging.urls")),
     path("jobs/", include("readerstudy.jobs.urls")),
+    path("generators/", include("generation.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,4 +1,6 @@
-"""Importing real images into the pool (command line, upload page and tasks all call this).
+"""Importing image files into the pool: real scans, or an external synthetic set with its generator.
+
+The command line, the upload page and tasks all call this.
 
 A *source* is one file, or the files of one DICOM series found in a folder. Each
 source is imported on its own, all or nothing: a bad source yields exactly one
@@ -37,6 +39,12 @@ class ImportOptions:
     slices: int | None = None  # with Layout.SLICES: how many evenly spaced slices (None: all)
     created_by: object = None
     job: object = None
+    generator: object = None  # set for an external synthetic set: items become synthetic
+    prompt: str = ""
+
+    @property
+    def origin(self) -> str:
+        return Origin.SYNTHETIC if self.generator is not None else Origin.REAL
 
     def __post_init__(self):
         if self.modality not in Modality.values:
@@ -45,8 +53,11 @@ class ImportOptions:
             raise ValueError(f"layout must be auto, volume or slices, got {self.layout!r}")
         if self.slices is not None and self.slices < 1:
             raise ValueError("the number of slices must be at least 1")
-        if self.dataset.origin != Origin.REAL:
-            raise ValueError(f"data set {self.dataset.name!r} holds synthetic images; real images need a real data set")
+        if self.dataset.origin != self.origin:
+            raise ValueError(
+                f"data set {self.dataset.name!r} holds {self.dataset.get_origin_display().lower()} images;"
+                f" these are {self.origin} images"
+            )
 
 
 @dataclass
@@ -245,7 +256,9 @@ def _create_items(source, options, decoded, codes, digest, todo) -> list[int]:
             item = create_pool_item(
                 codes=part,
                 modality=options.modality,
-                origin=Origin.REAL,
+                origin=options.origin,
+                generator=options.generator,
+                prompt=options.prompt,
                 dataset=options.dataset,
                 body_part=options.body_part,
                 source_name=source.label[:500],

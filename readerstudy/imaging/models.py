@@ -78,6 +78,10 @@ class PoolItem(models.Model):
         default=dict, blank=True, help_text="What the decoder saw: format, transfer syntax, photometric, notes."
     )
 
+    quality = models.JSONField(
+        default=dict, blank=True, help_text="Privacy and quality checks: nearest real image, near-copy flag, slice consistency."
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     import_job = models.ForeignKey(

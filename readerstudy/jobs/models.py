@@ -51,6 +51,10 @@ class Job(models.Model):
         return self.status in self.FINISHED
 
     @property
+    def can_retry(self) -> bool:
+        return self.kind == self.Kind.GENERATE and self.status in (self.Status.FAILED, self.Status.CANCELLED)
+
+    @property
     def percent(self) -> int:
         if self.status == self.Status.SUCCEEDED:
             return 100

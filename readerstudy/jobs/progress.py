@@ -19,21 +19,26 @@ class JobReporter:
     `check_cancelled()`, so the command line (tqdm) and background jobs share them.
     """
 
-    def __init__(self, job: Job, interval: float = 0.5):
+    def __init__(self, job: Job, interval: float = 0.5, echo=None):
         self.job = job
         self.interval = interval
+        self.echo = echo  # optional second sink, e.g. a terminal progress bar
         self._last_write = 0.0
 
     def start(self, total: int) -> None:
         self.job.progress_total = total
         self.job.progress_done = 0
         self._write(force=True)
+        if self.echo:
+            self.echo.start(total)
 
     def advance(self, n: int = 1, message: str = "") -> None:
         self.job.progress_done += n
         if message:
             self.job.message = message[:500]
-        self._write()
+        self._write(force=self.job.progress_done >= self.job.progress_total)
+        if self.echo:
+            self.echo.advance(n, message)
 
     def check_cancelled(self) -> None:
         if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
@@ -50,7 +55,7 @@ class JobReporter:
             self._last_write = now
 
 
-def run_job(job_id: int, work) -> Job:
+def run_job(job_id: int, work, echo=None) -> Job:
     """Run `work(job, reporter) -> result dict` for a queued job, recording the outcome.
 
     A job that is already finished is left alone, so a task delivered twice does
@@ -64,7 +69,7 @@ def run_job(job_id: int, work) -> Job:
         job.started_at = timezone.now()
         job.attempts += 1
         job.save(update_fields=["status", "started_at", "attempts"])
-    reporter = JobReporter(job)
+    reporter = JobReporter(job, echo=echo)
     try:
         result = work(job, reporter)
     except JobCancelled:
@@ -77,3 +82,11 @@ def run_job(job_id: int, work) -> Job:
     job.finished_at = timezone.now()
     job.save()
     return job
+
+
+def retry_job(job: Job) -> bool:
+    """Put a failed or cancelled job back in the queue; its work decides what is left to do."""
+    updated = Job.objects.filter(pk=job.pk, status__in=[Job.Status.FAILED, Job.Status.CANCELLED]).update(
+        status=Job.Status.QUEUED, error="", cancel_requested=False, finished_at=None
+    )
+    return bool(updated)

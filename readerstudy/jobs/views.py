@@ -1,3 +1,5 @@
+from django.contrib import messages
+from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import DetailView, ListView, View
@@ -5,6 +7,7 @@ from django.views.generic import DetailView, ListView, View
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 
 from .models import Job
+from .progress import retry_job
 
 
 def job_state(job: Job) -> dict:
@@ -43,4 +46,21 @@ class JobCancelView(RoleRequiredMixin, View):
         job = get_object_or_404(Job, pk=pk)
         if not job.is_finished:
             Job.objects.filter(pk=pk).update(cancel_requested=True)
+        return redirect("job-detail", pk=pk)
+
+
+class JobRetryView(RoleRequiredMixin, View):
+    """Re-queue a failed or cancelled generation job; it makes only the samples still missing."""
+
+    roles = (COORDINATOR,)
+
+    def post(self, request, pk):
+        from generation.tasks import enqueue_generation
+
+        job = get_object_or_404(Job, pk=pk)
+        if job.can_retry and retry_job(job):
+            transaction.on_commit(lambda: enqueue_generation(job))
+            messages.success(request, f"Job #{job.pk} queued again.")
+        else:
+            messages.error(request, "Only failed or cancelled generation jobs can be retried.")
         return redirect("job-detail", pk=pk)

@@ -9,6 +9,10 @@ from readerstudy.imaging.importing import ImportOptions, import_path
 from readerstudy.imaging.models import Dataset, Origin
 
 DEMO_DIR = Path(settings.BASE_DIR) / "data" / "demo"
+MODELS_DIR = Path(settings.BASE_DIR) / "data" / "models"
+# Demo samples per modality: (2D model, volume model); DDIM steps kept low for a fast start.
+DEMO_SAMPLES = {"XR": (6, 0), "CT": (4, 2), "MR": (4, 2)}
+DEMO_STEPS = 25
 
 
 class Command(BaseCommand):
@@ -17,6 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--manifest", default=str(DEMO_DIR / "manifest.json"))
         parser.add_argument("--no-accounts", action="store_true")
+        parser.add_argument("--no-synthetic", action="store_true", help="Skip sampling the shipped demo models.")
 
     def handle(self, *args, **opts):
         manifest_path = Path(opts["manifest"])
@@ -40,7 +45,35 @@ class Command(BaseCommand):
             self.stdout.write(f"{entry['path']} ({entry.get('layout', 'auto')}): {report.summary()}")
         if failures:
             raise CommandError(f"{failures} demo sources failed to import")
+        if not opts["no_synthetic"]:
+            self._synthetic()
         if not opts["no_accounts"]:
             self.stdout.write("\nDemo logins (local demonstration only):")
             for username, password, roles in ensure_demo_accounts():
                 self.stdout.write(f"  {username:<12} {password:<18} {', '.join(roles)}")
+
+    def _synthetic(self):
+        """Register the shipped demo models, sample every modality, and add DRRs of the CT volumes."""
+        from generation.drr import make_drr
+        from generation.generate import create_generation_job, run_generation
+        from generation.registry import register_generator
+        from readerstudy.imaging.models import Dimensionality, PoolItem
+        from readerstudy.jobs.models import Job
+        from readerstudy.jobs.progress import run_job
+
+        for folder in sorted(p for p in MODELS_DIR.iterdir() if (p / "generator.json").exists()):
+            generator = register_generator(folder)
+            column = 0 if generator.kind == generator.Kind.BUILTIN_2D else 1
+            for modality in generator.modalities:
+                n = DEMO_SAMPLES[modality][column]
+                if n == 0 or generator.items.filter(modality=modality).exists():
+                    continue
+                job = create_generation_job(generator, modality, n, seed=0, steps=DEMO_STEPS)
+                job = run_job(job.pk, run_generation)
+                if job.status != Job.Status.SUCCEEDED:
+                    raise CommandError(f"demo sampling failed: {job.error}")
+                self.stdout.write(f"{generator}: {job.result['summary']}")
+        for ct in PoolItem.objects.filter(modality="CT", dimensionality=Dimensionality.VOLUME, origin=Origin.REAL):
+            if not PoolItem.objects.filter(source_locator=f"drr of item {ct.pk}").exists():
+                drr = make_drr(ct)
+                self.stdout.write(f"DRR of CT volume {ct.pk}: synthetic X-ray item {drr.pk}")

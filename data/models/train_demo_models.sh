@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Re-train the committed demo models on the demo pool (about 30 minutes on 2 CPU cores).
+# Run from the repository root after `make demo` (or `manage.py build_demo`) built the pool.
+set -euo pipefail
+out=${1:-var/demo-model-runs}
+for name in demo-2d demo-3d; do
+  .venv/bin/python manage.py train_generator --name "$name" --config "data/models/$name.json" \
+      --output-root "$out" --no-register
+  rm -rf "data/models/$name"
+  .venv/bin/python manage.py export_generator "$out/$name/v1" "data/models/$name"
+done

@@ -1,0 +1,96 @@
+"""Training configuration for the built-in diffusion models, validated with clear messages."""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from readerstudy.imaging.models import Modality
+
+
+class ConfigError(ValueError):
+    """A training or sampling configuration that cannot work; the message says why."""
+
+
+@dataclass
+class TrainConfig:
+    dims: int = 2  # 2: images (UNet2DModel); 3: volumes (MONAI DiffusionModelUNet)
+    modalities: list[str] = field(default_factory=lambda: ["XR", "CT", "MR"])
+    datasets: list[str] = field(default_factory=list)  # data set names; empty: every real data set
+    resolution: int = 64
+    depth: int = 16  # slices per volume (dims=3 only)
+    channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
+    layers_per_block: int = 1
+    attention: bool = True  # self-attention at the second-lowest resolution (2D)
+    steps: int = 2000
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.995
+    train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    seed: int = 0
+    precision: str = "auto"  # auto | fp32 | bf16
+    checkpoint_every: int = 250
+    max_slices_per_volume: int = 64  # 2D training: content slices taken from each volume
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        try:
+            config = cls(**data)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+        config.validate()
+        return config
+
+    @classmethod
+    def from_file(cls, path) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a JSON object")
+        return cls.from_dict(data)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> None:
+        def need(condition, message):
+            if not condition:
+                raise ConfigError(message)
+
+        need(self.dims in (2, 3), f"dims must be 2 or 3, got {self.dims!r}")
+        need(isinstance(self.modalities, list) and self.modalities, "modalities must be a non-empty list")
+        for m in self.modalities:
+            need(m in Modality.values, f"unknown modality {m!r}; choose from {', '.join(Modality.values)}")
+        if self.dims == 3:
+            need("XR" not in self.modalities, "X-ray has no volumes: a 3D model trains on CT and/or MR")
+        need(len(set(self.modalities)) == len(self.modalities), "modalities are listed twice")
+        need(isinstance(self.channels, list) and len(self.channels) >= 2, "channels needs at least two levels")
+        need(all(isinstance(c, int) and c > 0 and c % 8 == 0 for c in self.channels),
+             "every channel count must be a positive multiple of 8 (group normalisation uses 8 groups)")
+        levels = len(self.channels) - 1
+        need(isinstance(self.resolution, int) and self.resolution >= 8, "resolution must be an integer of at least 8")
+        need(self.resolution % (2**levels) == 0,
+             f"resolution {self.resolution} must be divisible by {2**levels} ({len(self.channels)} channel levels)")
+        if self.dims == 3:
+            need(isinstance(self.depth, int) and self.depth % (2**levels) == 0 and self.depth >= 2**levels,
+                 f"depth {self.depth} must be a positive multiple of {2**levels}")
+        need(isinstance(self.steps, int) and self.steps >= 1, "steps must be at least 1")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be at least 1")
+        need(isinstance(self.layers_per_block, int) and self.layers_per_block >= 1, "layers_per_block must be at least 1")
+        need(0 < float(self.learning_rate) < 1, "learning_rate must be between 0 and 1")
+        need(0 <= float(self.ema_decay) < 1, "ema_decay must be in [0, 1)")
+        need(isinstance(self.train_timesteps, int) and self.train_timesteps >= 10, "train_timesteps must be at least 10")
+        need(self.beta_schedule in ("linear", "scaled_linear", "squaredcos_cap_v2"),
+             "beta_schedule must be linear, scaled_linear or squaredcos_cap_v2")
+        need(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
+        need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
+        need(isinstance(self.seed, int), "seed must be an integer")

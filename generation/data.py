@@ -1,0 +1,98 @@
+"""Training data for the built-in models, taken from real pool items.
+
+Images are the pool's master codes scaled to [-1, 1] (codes / 4095 * 2 - 1), so a
+sample maps back to the pool through `add_synthetic_item` with no other
+convention: for CT that is the full -1024..3071 HU range.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from readerstudy.imaging import canonical, storage
+from readerstudy.imaging.importing import slices_with_content
+from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
+
+from .config import ConfigError, TrainConfig
+
+# Training crops come from images this much larger than the model's resolution.
+CROP_MARGIN = 1.125
+
+
+@dataclass
+class TrainingSet:
+    images: torch.Tensor  # float32 (N, 1, [D,] S, S) in [-1, 1], S = margin x resolution
+    labels: torch.Tensor  # int64 (N,) index into config.modalities
+    items: list[int]  # pool item ids used
+    datasets: dict[str, str]  # data set name -> licence
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    def batch(self, rng: np.random.Generator, size: int, resolution: int, depth: int | None = None):
+        """A random batch with random crops (the only augmentation: flips would mirror anatomy)."""
+        idx = rng.integers(0, len(self), size=size)
+        full = self.images.shape[-1]
+        offsets = rng.integers(0, full - resolution + 1, size=(size, 2))
+        crops = []
+        for i, (dy, dx) in zip(idx, offsets):
+            image = self.images[i]
+            if depth is not None:
+                dz = int(rng.integers(0, image.shape[1] - depth + 1))
+                image = image[:, dz : dz + depth]
+            crops.append(image[..., dy : dy + resolution, dx : dx + resolution])
+        return torch.stack(crops), self.labels[torch.as_tensor(idx)]
+
+
+def training_items(config: TrainConfig):
+    qs = PoolItem.objects.filter(origin=Origin.REAL, modality__in=config.modalities).select_related("dataset")
+    if config.datasets:
+        qs = qs.filter(dataset__name__in=config.datasets)
+    if config.dims == 3:
+        qs = qs.filter(dimensionality=Dimensionality.VOLUME)
+    return list(qs.order_by("id"))
+
+
+def build_training_set(config: TrainConfig) -> TrainingSet:
+    items = training_items(config)
+    if not items:
+        what = "volumes" if config.dims == 3 else "images"
+        scope = f" in data sets {', '.join(config.datasets)}" if config.datasets else ""
+        raise ConfigError(f"no real {what} of modality {', '.join(config.modalities)}{scope} in the pool to train on")
+    if config.datasets:
+        missing = set(config.datasets) - {i.dataset.name for i in items}
+        if missing:
+            raise ConfigError(f"no usable items in data set(s) {', '.join(sorted(missing))}")
+    size = int(round(config.resolution * CROP_MARGIN))
+    images, labels = [], []
+    for item in items:
+        codes = np.asarray(storage.load_master(item.master_file))
+        label = config.modalities.index(item.modality)
+        if config.dims == 2:
+            indices = [0] if codes.shape[0] == 1 else slices_with_content(codes.astype(np.float32))
+            if len(indices) > config.max_slices_per_volume:
+                indices = indices[np.linspace(0, len(indices) - 1, config.max_slices_per_volume).round().astype(int)]
+            for k in indices:
+                images.append(canonical.resample_codes(codes[k : k + 1], size, size, 1))
+                labels.append(label)
+        else:
+            d, h, w = codes.shape
+            scale = size / min(h, w)
+            depth = max(config.depth, int(round(d * scale)))
+            images.append(canonical.resample_codes(codes, size, size, depth)[None])
+            labels.append(label)
+    if config.dims == 3:
+        # Volumes differ in depth; crop all to the shallowest (at least config.depth).
+        shallowest = min(v.shape[1] for v in images)
+        images = [v[:, (v.shape[1] - shallowest) // 2 : (v.shape[1] - shallowest) // 2 + shallowest] for v in images]
+        array = np.stack(images)
+    else:
+        array = np.stack(images)
+    tensor = torch.from_numpy(canonical.codes_to_unit(array) * 2 - 1)
+    return TrainingSet(
+        images=tensor,
+        labels=torch.tensor(labels, dtype=torch.int64),
+        items=[i.pk for i in items],
+        datasets={i.dataset.name: i.dataset.licence for i in items},
+    )

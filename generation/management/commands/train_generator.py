@@ -1,0 +1,86 @@
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from generation.config import ConfigError, TrainConfig
+from generation.registry import next_version_folder, register_generator
+from generation.training import train
+
+
+class TqdmTraining:
+    """Training progress on the terminal: bar, ETA and the running loss."""
+
+    def __init__(self, enabled=True):
+        self.bar, self.enabled = None, enabled
+
+    def start(self, total):
+        self.bar = tqdm(total=total, unit="step", file=sys.stderr, disable=not self.enabled, dynamic_ncols=True)
+
+    def advance(self, n=1, message=""):
+        self.bar.update(n)
+        if message:
+            self.bar.set_postfix_str(message.rsplit(" ", 2)[-2] + " " + message.rsplit(" ", 1)[-1], refresh=False)
+
+    def check_cancelled(self):
+        pass
+
+
+class Command(BaseCommand):
+    help = "Train a built-in diffusion model on real pool items and register it as a generator."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", required=True, help="Generator name; each run makes a new version folder.")
+        parser.add_argument("--config", help="JSON file with TrainConfig fields.")
+        parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                            help="Override config fields, e.g. steps=500 modalities=XR,CT")
+        parser.add_argument("--output-root", default=None, help="Where model folders go (default: DATA_DIR/models).")
+        parser.add_argument("--resume", metavar="FOLDER", help="Continue training the model in FOLDER.")
+        parser.add_argument("--no-register", action="store_true", help="Do not add it to the generators.")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **opts):
+        try:
+            data = TrainConfig.from_file(opts["config"]).as_dict() if opts["config"] else TrainConfig().as_dict()
+            for pair in opts["set"]:
+                key, sep, value = pair.partition("=")
+                if not sep or key not in data:
+                    raise ConfigError(f"--set expects KEY=VALUE with a known key, got {pair!r}")
+                data[key] = _parse(value, data[key])
+            config = TrainConfig.from_dict(data)
+            if opts["resume"]:
+                folder = Path(opts["resume"])
+            else:
+                folder = next_version_folder(opts["name"], opts["output_root"])
+            self.stdout.write(f"Training into {folder}")
+            progress = TqdmTraining(enabled=not opts["no_progress"])
+            train(config, folder, progress, resume=bool(opts["resume"]), name=opts["name"])
+            if progress.bar:
+                progress.bar.close()
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        if not opts["no_register"]:
+            generator = register_generator(folder)
+            self.stdout.write(f"Registered generator {generator} (id {generator.pk}) from {folder}")
+        else:
+            self.stdout.write(f"Saved model folder {folder}")
+
+
+def _parse(value: str, current):
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"expected an integer, got {value!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"expected a number, got {value!r}") from None
+    if isinstance(current, list):
+        parts = [v for v in value.split(",") if v]
+        return [int(p) for p in parts] if current and isinstance(current[0], int) else parts
+    return value

@@ -1,0 +1,86 @@
+"""The denoising networks: diffusers' UNet2DModel for images, MONAI's DiffusionModelUNet for volumes.
+
+Both are class-conditional on modality. `denoise` hides their different call
+signatures; `save_network`/`load_network` store either in a save_pretrained-style
+folder (config JSON + safetensors).
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import TrainConfig
+
+NETWORK_DIR = "unet"
+
+
+def build_network(config: TrainConfig) -> torch.nn.Module:
+    if config.dims == 2:
+        from diffusers import UNet2DModel
+
+        levels = len(config.channels)
+        attn_level = levels - 2 if config.attention else -1
+        down = tuple("AttnDownBlock2D" if i == attn_level else "DownBlock2D" for i in range(levels))
+        up = tuple(reversed(["AttnUpBlock2D" if i == attn_level else "UpBlock2D" for i in range(levels)]))
+        return UNet2DModel(
+            sample_size=config.resolution,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=tuple(config.channels),
+            layers_per_block=config.layers_per_block,
+            down_block_types=down,
+            up_block_types=up,
+            num_class_embeds=len(config.modalities),
+            norm_num_groups=8,
+        )
+    from monai.networks.nets import DiffusionModelUNet
+
+    return DiffusionModelUNet(**_monai_kwargs(config))
+
+
+def _monai_kwargs(config: TrainConfig) -> dict:
+    return {
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 1,
+        "channels": tuple(config.channels),
+        "attention_levels": tuple(False for _ in config.channels),
+        "num_res_blocks": config.layers_per_block,
+        "num_head_channels": 8,
+        "norm_num_groups": 8,
+        "num_class_embeds": len(config.modalities),
+    }
+
+
+def denoise(network: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Predicted noise for a batch, whichever network it is."""
+    if x.ndim == 4:
+        return network(x, t, class_labels=labels).sample
+    return network(x, t, class_labels=labels)
+
+
+def save_network(network: torch.nn.Module, config: TrainConfig, folder: Path, dtype=torch.float32) -> None:
+    """Write the network in a save_pretrained layout; `dtype` lets shipped demo weights be halved."""
+    folder = Path(folder) / NETWORK_DIR
+    if config.dims == 2:
+        network.to(dtype).save_pretrained(folder, safe_serialization=True)
+        network.to(torch.float32)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "monai.DiffusionModelUNet", **_monai_kwargs(config)}, indent=2))
+    state = {k: v.detach().to(dtype).contiguous() for k, v in network.state_dict().items()}
+    save_file(state, folder / "diffusion_pytorch_model.safetensors")
+
+
+def load_network(folder: Path, config: TrainConfig) -> torch.nn.Module:
+    folder = Path(folder) / NETWORK_DIR
+    if config.dims == 2:
+        from diffusers import UNet2DModel
+
+        network = UNet2DModel.from_pretrained(folder, local_files_only=True)
+    else:
+        network = build_network(config)
+        network.load_state_dict({k: v.float() for k, v in load_file(folder / "diffusion_pytorch_model.safetensors").items()})
+    return network.float().eval()

@@ -1,0 +1,64 @@
+"""A user's own diffusers pipeline folder (e.g. a fine-tuned Stable Diffusion), loaded offline."""
+
+import inspect
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError
+
+_cache: dict[str, object] = {}
+
+
+def load_pipeline(path):
+    """Load a pipeline folder with local_files_only; a clear ConfigError for anything else."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a folder")
+    if not (path / "model_index.json").exists():
+        raise ConfigError(f"{path} is not a diffusers pipeline folder: model_index.json is missing")
+    key = str(path.resolve())
+    if key not in _cache:
+        from diffusers import DiffusionPipeline
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True)
+        except Exception as exc:  # diffusers raises many types for broken folders
+            raise ConfigError(f"{path} could not be loaded as a diffusers pipeline: {str(exc)[:300]}") from None
+        pipe.set_progress_bar_config(disable=True)
+        if torch.cuda.is_available():
+            pipe = pipe.to("cuda")
+        _cache[key] = pipe
+    return _cache[key]
+
+
+def takes_prompt(pipe) -> bool:
+    return "prompt" in inspect.signature(pipe.__call__).parameters
+
+
+def describe_pipeline(path) -> dict:
+    pipe = load_pipeline(path)
+    return {"pipeline_class": type(pipe).__name__, "takes_prompt": takes_prompt(pipe)}
+
+
+def run_pipeline(path, seeds: list[int], steps: int, prompt: str = "") -> np.ndarray:
+    """One grey image in [0, 1] per seed (colour output becomes luminance)."""
+    pipe = load_pipeline(path)
+    kwargs = {"num_inference_steps": steps, "output_type": "np"}
+    if takes_prompt(pipe):
+        if not prompt:
+            raise ConfigError("this pipeline needs a text prompt")
+        kwargs["prompt"] = prompt
+    elif prompt:
+        raise ConfigError("this pipeline takes no text prompt")
+    images = []
+    for seed in seeds:
+        generator = torch.Generator(device=pipe.device).manual_seed(int(seed))
+        image = np.asarray(pipe(generator=generator, **kwargs).images[0], dtype=np.float32)
+        if image.ndim == 3:
+            image = image[..., 0] if image.shape[-1] == 1 else image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        images.append(np.clip(image, 0, 1))
+    return np.stack(images)

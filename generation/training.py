@@ -1,0 +1,210 @@
+"""DDPM training of the built-in models, with resumable checkpoints and an EMA copy.
+
+A model folder holds `generator.json` (what it is and how it was trained),
+`unet/` (EMA weights, save_pretrained layout), `scheduler/` (DDPM noise schedule),
+`MODEL_CARD.md`, and while training `checkpoints/last.pt` (everything needed to
+resume bit-for-bit: weights, EMA, optimiser, step, random states).
+"""
+
+import copy
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+
+from readerstudy.imaging.importing import NullProgress
+
+from .config import ConfigError, TrainConfig
+from .data import build_training_set
+from .networks import build_network, denoise, save_network
+
+CHECKPOINT = "checkpoints/last.pt"
+META = "generator.json"
+
+
+def native_bf16_available(device: torch.device) -> bool:
+    """bf16 helps only where the hardware computes it natively; emulated it is slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    if config.precision == "fp32":
+        return False
+    if config.precision == "bf16":
+        return True
+    return native_bf16_available(device)
+
+
+def make_scheduler(config: TrainConfig) -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=config.train_timesteps,
+        beta_schedule=config.beta_schedule,
+        prediction_type="epsilon",
+        clip_sample=True,
+    )
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="partial-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False, name: str = "", data=None) -> Path:
+    """Train (or resume training) the model in `folder`; returns the folder once saved.
+
+    `data` (a TrainingSet) defaults to the real pool items the config selects.
+    """
+    config.validate()
+    folder = Path(folder)
+    progress = progress or NullProgress()
+    device = pick_device()
+    bf16 = use_bf16(config, device)
+    checkpoint_path = folder / CHECKPOINT
+    if resume:
+        if not checkpoint_path.exists():
+            raise ConfigError(f"nothing to resume: {checkpoint_path} does not exist")
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        saved = TrainConfig.from_dict(state["config"])
+        if {**saved.as_dict(), "steps": 0} != {**config.as_dict(), "steps": 0}:
+            raise ConfigError("the config differs from the checkpoint's; only 'steps' may change on resume")
+    elif checkpoint_path.exists() or (folder / META).exists():
+        raise ConfigError(f"{folder} already holds a model; resume it or choose a new folder")
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    data = data if data is not None else build_training_set(config)
+    network = build_network(config).to(device)
+    ema = copy.deepcopy(network).requires_grad_(False)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    scheduler = make_scheduler(config)
+    step, losses = 0, []
+    noise_generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    if resume:
+        network.load_state_dict(state["network"])
+        ema.load_state_dict(state["ema"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, losses = state["step"], state["losses"]
+        rng.bit_generator.state = state["numpy_rng"]
+        noise_generator.set_state(state["torch_rng"])
+
+    def checkpoint():
+        _atomic_torch_save(
+            {
+                "config": config.as_dict(), "network": network.state_dict(), "ema": ema.state_dict(),
+                "optimiser": optimiser.state_dict(), "step": step, "losses": losses,
+                "numpy_rng": rng.bit_generator.state, "torch_rng": noise_generator.get_state(),
+            },
+            checkpoint_path,
+        )
+
+    progress.start(config.steps)
+    progress.advance(step)
+    depth = config.depth if config.dims == 3 else None
+    alphas = scheduler.alphas_cumprod.to(device)
+    network.train()
+    while step < config.steps:
+        progress.check_cancelled()
+        x0, labels = data.batch(rng, config.batch_size, config.resolution, depth)
+        x0, labels = x0.to(device), labels.to(device)
+        noise = torch.randn(x0.shape, generator=noise_generator).to(device)
+        t = torch.randint(0, config.train_timesteps, (x0.shape[0],), generator=noise_generator).to(device)
+        a = alphas[t].view(-1, *([1] * (x0.ndim - 1)))
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        for group in optimiser.param_groups:
+            group["lr"] = config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            prediction = denoise(network, noisy, t, labels)
+        loss = torch.nn.functional.mse_loss(prediction.float(), noise)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        optimiser.step()
+        with torch.no_grad():
+            decay = min(config.ema_decay, (1 + step) / (10 + step))
+            for e, p in zip(ema.parameters(), network.parameters()):
+                e.lerp_(p, 1 - decay)
+        step += 1
+        losses.append(loss.item())
+        progress.advance(1, f"step {step}/{config.steps} loss {np.mean(losses[-50:]):.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            checkpoint()
+
+    save_model_folder(folder, ema, config, scheduler, data, losses, name=name or folder.name, bf16=bf16)
+    return folder
+
+
+def save_model_folder(folder, network, config, scheduler, data, losses, name, bf16, dtype=torch.float32) -> None:
+    folder = Path(folder)
+    save_network(network, config, folder, dtype=dtype)
+    scheduler.save_pretrained(folder / "scheduler")
+    meta = {
+        "format": "readerstudy-generator/1",
+        "name": name,
+        "dims": config.dims,
+        "modalities": config.modalities,
+        "resolution": config.resolution,
+        "depth": config.depth if config.dims == 3 else 1,
+        "config": config.as_dict(),
+        "steps_trained": len(losses),
+        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "precision": "bf16" if bf16 else "fp32",
+        "training_items": len(data.items),
+        "training_images": len(data),
+        "datasets": data.datasets,
+        "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+    }
+    (folder / META).write_text(json.dumps(meta, indent=2))
+    (folder / "MODEL_CARD.md").write_text(model_card(meta))
+
+
+def model_card(meta: dict) -> str:
+    datasets = "\n".join(f"- {name} — licence: {licence}" for name, licence in meta["datasets"].items())
+    kind = "2D image" if meta["dims"] == 2 else f"volume ({meta['depth']} slices)"
+    size = f"{meta['resolution']}×{meta['resolution']}"
+    return f"""# {meta['name']}
+
+**Not for clinical use.** A research model that makes synthetic medical images for
+blinded reader studies. Its output must never be used for diagnosis or treatment.
+
+- Kind: class-conditional DDPM ({kind}, {size}), sampled with DDIM
+- Classes (modalities): {', '.join(meta['modalities'])}
+- Trained: {meta['steps_trained']} steps, batch {meta['config']['batch_size']}, learning rate {meta['config']['learning_rate']},
+  EMA {meta['config']['ema_decay']}, seed {meta['config']['seed']}, precision {meta['precision']}, final loss {meta['final_loss']}
+- Training data: {meta['training_images']} images from {meta['training_items']} real pool items
+
+## Training data and licences
+
+{datasets}
+
+## Limits
+
+Trained on few images, the model can reproduce its training images closely
+(memorisation). The platform checks every sample against its nearest real
+training image and flags near-copies; do not show flagged samples in a study
+without review. Pixel statistics, resolution and noise of synthetic images
+differ from real ones; all pool items are served through one canonical writer
+at one matrix size so that file properties are not a tell.
+"""
