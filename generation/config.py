@@ -32,6 +32,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16
     checkpoint_every: int = 250
     max_slices_per_volume: int = 64  # 2D training: content slices taken from each volume
+    companded_ct: bool = True  # train CT in soft-tissue-weighted space (see generation/intensity.py)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

@@ -1,8 +1,8 @@
 """Training data for the built-in models, taken from real pool items.
 
-Images are the pool's master codes scaled to [-1, 1] (codes / 4095 * 2 - 1), so a
-sample maps back to the pool through `add_synthetic_item` with no other
-convention: for CT that is the full -1024..3071 HU range.
+Images are the pool's master codes mapped to the model's intensity space
+(`intensity.py`: linear for XR and MR, companded HU for CT) and scaled to [-1, 1];
+sampling applies the inverse, so the pool holds canonical codes either way.
 """
 
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from readerstudy.imaging.importing import slices_with_content
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 
 from .config import ConfigError, TrainConfig
+from .intensity import codes_to_model
 
 # Training crops come from images this much larger than the model's resolution.
 CROP_MARGIN = 1.125
@@ -65,7 +66,7 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
         if missing:
             raise ConfigError(f"no usable items in data set(s) {', '.join(sorted(missing))}")
     size = int(round(config.resolution * CROP_MARGIN))
-    images, labels = [], []
+    images, labels, modalities = [], [], []
     for item in items:
         codes = np.asarray(storage.load_master(item.master_file))
         label = config.modalities.index(item.modality)
@@ -76,12 +77,14 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
             for k in indices:
                 images.append(canonical.resample_codes(codes[k : k + 1], size, size, 1))
                 labels.append(label)
+                modalities.append(item.modality)
         else:
             d, h, w = codes.shape
             scale = size / min(h, w)
             depth = max(config.depth, int(round(d * scale)))
             images.append(canonical.resample_codes(codes, size, size, depth)[None])
             labels.append(label)
+            modalities.append(item.modality)
     if config.dims == 3:
         # Volumes differ in depth; crop all to the shallowest (at least config.depth).
         shallowest = min(v.shape[1] for v in images)
@@ -89,7 +92,10 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
         array = np.stack(images)
     else:
         array = np.stack(images)
-    tensor = torch.from_numpy(canonical.codes_to_unit(array) * 2 - 1)
+    model_space = np.stack(
+        [codes_to_model(image, modality, config.companded_ct) for image, modality in zip(array, modalities)]
+    )
+    tensor = torch.from_numpy(model_space * 2 - 1)
     return TrainingSet(
         images=tensor,
         labels=torch.tensor(labels, dtype=torch.int64),

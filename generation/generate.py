@@ -8,6 +8,7 @@ cancel or crash makes only the samples that are missing.
 import numpy as np
 from django.db import transaction
 
+from readerstudy.imaging import storage
 from readerstudy.imaging.models import Modality
 from readerstudy.jobs.models import Job
 
@@ -68,8 +69,6 @@ def run_generation(job, reporter) -> dict:
             flag = " NEAR-COPY" if quality.get("near_copy") else ""
             reporter.advance(1, f"seed {s}: nearest real similarity {quality.get('nearest_real_similarity')}{flag}")
     items = list(job.generated_items.order_by("seed"))
-    from readerstudy.imaging import storage
-
     div = diversity([np.asarray(storage.load_master(i.master_file)) for i in items])
     return {
         "items": [i.pk for i in items],

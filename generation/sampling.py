@@ -13,6 +13,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from .config import ConfigError, TrainConfig
+from .intensity import model_to_unit
 from .networks import denoise, load_network
 from .registry import read_model_folder
 from .training import pick_device
@@ -52,7 +53,7 @@ def load_model(folder, device: torch.device | None = None) -> LoadedModel:
 
 def sample(model: LoadedModel, modality: str, seeds: list[int], steps: int = DEFAULT_STEPS, batch_size: int = 8,
            progress=None) -> np.ndarray:
-    """Samples in [0, 1], shape (len(seeds), [depth,] rows, cols), one per seed."""
+    """Samples in canonical unit space [0, 1] (codes / 4095), shape (len(seeds), [depth,] rows, cols)."""
     if modality not in model.config.modalities:
         raise ConfigError(
             f"this model makes {', '.join(model.config.modalities)}, not {modality}"
@@ -74,7 +75,8 @@ def sample(model: LoadedModel, modality: str, seeds: list[int], steps: int = DEF
             for t in scheduler.timesteps:
                 eps = denoise(model.network, x, t.expand(len(chunk)).to(model.device), labels)
                 x = scheduler.step(eps, t, x, eta=0.0).prev_sample
-        out.append(((x.clamp(-1, 1) + 1) / 2).squeeze(1).float().cpu().numpy())
+        model_space = ((x.clamp(-1, 1) + 1) / 2).squeeze(1).float().cpu().numpy()
+        out.append(model_to_unit(model_space, modality, model.config.companded_ct))
         if progress:
             progress.advance(len(chunk))
     return np.concatenate(out)

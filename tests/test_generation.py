@@ -362,3 +362,16 @@ def test_job_runs_through_rq_on_redis(tiny_model, settings, monkeypatch):
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED and job.generated_items.count() == 2
     queue.empty()
+
+
+def test_ct_companding_round_trips_exactly_and_favours_soft_tissue():
+    from generation.intensity import codes_to_model, model_to_unit
+
+    codes = np.arange(0, 4096, dtype=np.uint16)
+    model = codes_to_model(codes, "CT", companded=True)
+    np.testing.assert_array_equal(np.rint(model_to_unit(model, "CT", companded=True) * 4095), codes)
+    # 50 HU of soft tissue spans far more of the model's range than in the linear space.
+    soft = codes_to_model(np.array([1024 + 40, 1024 + 90], np.uint16), "CT", companded=True)
+    assert soft[1] - soft[0] > 5 * (50 / 4095)
+    # XR and MR are untouched.
+    np.testing.assert_allclose(codes_to_model(codes, "MR", companded=True), codes / 4095, rtol=1e-6)
