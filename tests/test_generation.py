@@ -375,3 +375,50 @@ def test_ct_companding_round_trips_exactly_and_favours_soft_tissue():
     assert soft[1] - soft[0] > 5 * (50 / 4095)
     # XR and MR are untouched.
     np.testing.assert_allclose(codes_to_model(codes, "MR", companded=True), codes / 4095, rtol=1e-6)
+
+
+@pytest.fixture
+def tiny_stable_diffusion(tmp_path):
+    """A tiny text-to-image Stable Diffusion pipeline, built offline with a hand-made CLIP vocabulary."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    letters = "abcdefghijklmnopqrstuvwxyz-"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in letters:
+        vocab[ch] = len(vocab)
+        vocab[ch + "</w>"] = len(vocab)
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), pad_token="<|endoftext|>",
+                              model_max_length=77)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=DDIMScheduler(num_train_timesteps=50), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    folder = tmp_path / "tiny-sd"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_text_to_image_pipeline_takes_prompts(tiny_stable_diffusion, capsys):
+    call_command("register_pipeline", str(tiny_stable_diffusion), name="roentgen-tiny", modality=["XR"],
+                 licence="CreativeML OpenRAIL-M")
+    assert "StableDiffusionPipeline, takes text prompts" in capsys.readouterr().out
+    call_command("generate", model="roentgen-tiny", modality="XR", n=2, seed=1, steps=2,
+                 prompt="chest x-ray no findings", no_progress=True)
+    items = PoolItem.objects.filter(generator__name="roentgen-tiny").order_by("seed")
+    assert [i.prompt for i in items] == ["chest x-ray no findings"] * 2 and items[0].master_shape == [1, 16, 16]
+    assert not np.array_equal(master_of(items[0]), master_of(items[1]))
+    with pytest.raises(CommandError, match="needs a text prompt"):
+        call_command("generate", model="roentgen-tiny", modality="XR", n=1, no_progress=True)
