@@ -39,6 +39,8 @@ def validate_request(generator: Generator, modality: str, n: int, seed: int, ste
 
 def generate_samples(generator: Generator, modality: str, seeds: list[int], steps: int, prompt: str = "") -> np.ndarray:
     """Samples in [0, 1] for the given seeds, from a built-in model or a local pipeline."""
+    # Imported here: torch and diffusers take seconds to import, and the web
+    # processes that import this module only ever queue jobs.
     if generator.kind == Generator.Kind.LOCAL_PIPELINE:
         from .pipelines import run_pipeline
 
