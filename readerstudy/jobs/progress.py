@@ -1,5 +1,11 @@
-"""Running a job: state transitions, throttled progress writes, cancellation."""
+"""Running a job: state transitions, throttled progress writes, cancellation.
 
+Domain functions report through a small protocol: `start(total)`,
+`advance(n, message)`, `check_cancelled()`. JobReporter writes it to a Job row;
+TerminalProgress draws it on the command line.
+"""
+
+import sys
 import time
 
 from django.db import transaction
@@ -90,3 +96,27 @@ def retry_job(job: Job) -> bool:
         status=Job.Status.QUEUED, error="", cancel_requested=False, finished_at=None
     )
     return bool(updated)
+
+
+class TerminalProgress:
+    """A tqdm progress bar (with ETA) on stderr; `postfix` shows the latest message's tail."""
+
+    def __init__(self, enabled: bool = True, unit: str = "it", postfix_words: int = 0):
+        self.bar, self.enabled, self.unit, self.postfix_words = None, enabled, unit, postfix_words
+
+    def start(self, total):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, disable=not self.enabled, dynamic_ncols=True)
+
+    def advance(self, n=1, message=""):
+        self.bar.update(n)
+        if message and self.postfix_words:
+            self.bar.set_postfix_str(" ".join(message.split()[-self.postfix_words :]), refresh=False)
+
+    def check_cancelled(self):
+        pass
+
+    def close(self):
+        if self.bar:
+            self.bar.close()

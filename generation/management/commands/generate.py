@@ -5,9 +5,8 @@ from generation.generate import create_generation_job, run_generation, validate_
 from generation.models import Generator
 from generation.sampling import DEFAULT_STEPS
 from readerstudy.jobs.models import Job
-from readerstudy.jobs.progress import run_job
+from readerstudy.jobs.progress import TerminalProgress, run_job
 
-from ._progress import TqdmProgress
 
 
 def find_generator(spec: str) -> Generator:
@@ -53,7 +52,7 @@ class Command(BaseCommand):
         if opts["background"]:
             self.stdout.write(f"Queued generation job #{job.pk}")
             return
-        progress = TqdmProgress(enabled=not opts["no_progress"], unit="sample")
+        progress = TerminalProgress(enabled=not opts["no_progress"], unit="sample")
         job = run_job(job.pk, run_generation, echo=progress)
         progress.close()
         if job.status != Job.Status.SUCCEEDED:

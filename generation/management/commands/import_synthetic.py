@@ -6,8 +6,8 @@ from generation.models import Generator
 from generation.pool import synthetic_dataset
 from readerstudy.imaging.importing import ImportOptions, Layout, discover_sources, import_sources
 from readerstudy.imaging.models import Modality
+from readerstudy.jobs.progress import TerminalProgress
 
-from ._progress import TqdmProgress
 
 
 class Command(BaseCommand):
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         dataset = synthetic_dataset(generator)
         options = ImportOptions(modality=opts["modality"], dataset=dataset, body_part=opts["body_part"],
                                 layout=opts["layout"], generator=generator, prompt=opts["prompt"])
-        progress = TqdmProgress(enabled=not opts["no_progress"], unit="file")
+        progress = TerminalProgress(enabled=not opts["no_progress"], unit="file")
         report = import_sources(discover_sources(path), options, progress)
         progress.close()
         for outcome in report.outcomes:

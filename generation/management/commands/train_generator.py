@@ -1,30 +1,11 @@
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from generation.config import ConfigError, TrainConfig
 from generation.registry import next_version_folder, register_generator
 from generation.training import train
-
-
-class TqdmTraining:
-    """Training progress on the terminal: bar, ETA and the running loss."""
-
-    def __init__(self, enabled=True):
-        self.bar, self.enabled = None, enabled
-
-    def start(self, total):
-        self.bar = tqdm(total=total, unit="step", file=sys.stderr, disable=not self.enabled, dynamic_ncols=True)
-
-    def advance(self, n=1, message=""):
-        self.bar.update(n)
-        if message:
-            self.bar.set_postfix_str(message.rsplit(" ", 2)[-2] + " " + message.rsplit(" ", 1)[-1], refresh=False)
-
-    def check_cancelled(self):
-        pass
+from readerstudy.jobs.progress import TerminalProgress
 
 
 class Command(BaseCommand):
@@ -54,10 +35,11 @@ class Command(BaseCommand):
             else:
                 folder = next_version_folder(opts["name"], opts["output_root"])
             self.stdout.write(f"Training into {folder}")
-            progress = TqdmTraining(enabled=not opts["no_progress"])
-            train(config, folder, progress, resume=bool(opts["resume"]), name=opts["name"])
-            if progress.bar:
-                progress.bar.close()
+            progress = TerminalProgress(enabled=not opts["no_progress"], unit="step", postfix_words=2)
+            try:
+                train(config, folder, progress, resume=bool(opts["resume"]), name=opts["name"])
+            finally:
+                progress.close()
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         if not opts["no_register"]:

@@ -1,31 +1,10 @@
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from readerstudy.imaging.importing import ImportOptions, Layout, discover_sources, import_sources
 from readerstudy.imaging.models import Dataset, Modality, Origin
-
-
-class TqdmProgress:
-    """Progress sink for import_sources that draws a tqdm bar and prints each failure."""
-
-    def __init__(self, stream, enabled: bool):
-        self.stream, self.enabled, self.bar, self.failed = stream, enabled, None, 0
-
-    def start(self, total):
-        self.bar = tqdm(total=total, unit="file", file=self.stream, disable=not self.enabled, dynamic_ncols=True)
-
-    def advance(self, n=1, message=""):
-        self.bar.update(n)
-
-    def check_cancelled(self):
-        pass
-
-    def close(self):
-        if self.bar:
-            self.bar.close()
+from readerstudy.jobs.progress import TerminalProgress
 
 
 class Command(BaseCommand):
@@ -62,7 +41,7 @@ class Command(BaseCommand):
         sources = discover_sources(path)
         if not sources:
             raise CommandError(f"no files found under {path}")
-        progress = TqdmProgress(sys.stderr, enabled=not opts["no_progress"])
+        progress = TerminalProgress(enabled=not opts["no_progress"], unit="file")
         try:
             report = import_sources(sources, options, progress)
         finally:
