@@ -65,8 +65,9 @@ def save_network(network: torch.nn.Module, config: TrainConfig, folder: Path, dt
     """Write the network in a save_pretrained layout; `dtype` lets shipped demo weights be halved."""
     folder = Path(folder) / NETWORK_DIR
     if config.dims == 2:
-        network.to(dtype).save_pretrained(folder, safe_serialization=True)
-        network.to(torch.float32)
+        shipped = type(network).from_config(network.config).to(dtype)
+        shipped.load_state_dict({k: v.to(dtype) for k, v in network.state_dict().items()})
+        shipped.save_pretrained(folder, safe_serialization=True)
         return
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"_class_name": "monai.DiffusionModelUNet", **_monai_kwargs(config)}, indent=2))
@@ -79,7 +80,11 @@ def load_network(folder: Path, config: TrainConfig) -> torch.nn.Module:
     if config.dims == 2:
         from diffusers import UNet2DModel
 
-        network = UNet2DModel.from_pretrained(folder, local_files_only=True)
+        # Explicit dtype and no low-memory loading: weights may be shipped in float16,
+        # and low-memory loading needs the optional `accelerate` package.
+        network = UNet2DModel.from_pretrained(
+            folder, local_files_only=True, torch_dtype=torch.float32, low_cpu_mem_usage=False
+        )
     else:
         network = build_network(config)
         network.load_state_dict({k: v.float() for k, v in load_file(folder / "diffusion_pytorch_model.safetensors").items()})
