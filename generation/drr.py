@@ -13,6 +13,7 @@ from readerstudy.imaging.models import Dimensionality, Modality, PoolItem
 from .config import ConfigError
 from .models import Generator
 from .pool import add_synthetic_item
+from .quality import assess_item
 
 MU_WATER_PER_MM = 0.0195  # ~60 keV
 GENERATOR_NAME = "drr-parallel-beam"
@@ -59,11 +60,13 @@ def make_drr(item: PoolItem) -> PoolItem:
     codes = np.asarray(storage.load_master(item.master_file))
     slice_mm, pixel_mm = _master_spacing(item)
     image = project(codes, slice_mm, pixel_mm)
-    return add_synthetic_item(
+    drr = add_synthetic_item(
         image, modality=Modality.XR, generator=drr_generator(), body_part=item.body_part,
         source_name=f"DRR of pool item {item.pk} ({item.source_name})"[:500],
         source_sha256=item.source_sha256, source_locator=f"drr of item {item.pk}",
     )
+    assess_item(drr)
+    return drr
 
 
 def _master_spacing(item: PoolItem) -> tuple[float, float]:

@@ -296,6 +296,7 @@ def test_drr_from_ct_volume(import_file, tmp_path):
     image = master_of(drr)[0].astype(float)
     assert image.shape == (40, 40)  # 20 slices of 2 mm -> 40 rows at 1 mm
     assert image[:, 19:21].mean() > image[:, 8:12].mean() > image[:, :3].mean()  # bone > soft tissue > air
+    assert "near_copy" in drr.quality  # checked like every generated item
     call_command("make_drr")  # idempotent
     assert PoolItem.objects.filter(origin=Origin.SYNTHETIC).count() == 1
 
