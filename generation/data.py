@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from readerstudy.imaging import canonical, storage
-from readerstudy.imaging.importing import slices_with_content
+from readerstudy.imaging.importing import content_slices
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 
 from .config import ConfigError, TrainConfig
@@ -71,10 +71,7 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
         codes = np.asarray(storage.load_master(item.master_file))
         label = config.modalities.index(item.modality)
         if config.dims == 2:
-            indices = [0] if codes.shape[0] == 1 else slices_with_content(codes.astype(np.float32))
-            if len(indices) > config.max_slices_per_volume:
-                indices = indices[np.linspace(0, len(indices) - 1, config.max_slices_per_volume).round().astype(int)]
-            for k in indices:
+            for k in content_slices(codes, config.max_slices_per_volume):
                 images.append(canonical.resample_codes(codes[k : k + 1], size, size, 1))
                 labels.append(label)
                 modalities.append(item.modality)
@@ -89,9 +86,7 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
         # Volumes differ in depth; crop all to the shallowest (at least config.depth).
         shallowest = min(v.shape[1] for v in images)
         images = [v[:, (v.shape[1] - shallowest) // 2 : (v.shape[1] - shallowest) // 2 + shallowest] for v in images]
-        array = np.stack(images)
-    else:
-        array = np.stack(images)
+    array = np.stack(images)
     model_space = np.stack(
         [codes_to_model(image, modality, config.companded_ct) for image, modality in zip(array, modalities)]
     )

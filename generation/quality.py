@@ -10,7 +10,7 @@
 import numpy as np
 
 from readerstudy.imaging import canonical, storage
-from readerstudy.imaging.importing import slices_with_content
+from readerstudy.imaging.importing import content_slices
 from readerstudy.imaging.models import Origin, PoolItem
 
 COMPARE_SIZE = 64
@@ -35,10 +35,7 @@ def reference_set(modality: str):
     thumbs, owners = [], []
     for item in PoolItem.objects.filter(origin=Origin.REAL, modality=modality).only("id", "master_file"):
         codes = np.asarray(storage.load_master(item.master_file))
-        indices = [0] if codes.shape[0] == 1 else slices_with_content(codes.astype(np.float32))
-        if len(indices) > MAX_REFERENCE_SLICES:
-            indices = indices[np.linspace(0, len(indices) - 1, MAX_REFERENCE_SLICES).round().astype(int)]
-        for k in indices:
+        for k in content_slices(codes, MAX_REFERENCE_SLICES):
             thumbs.append(_thumb(codes[k]))
             owners.append(item.pk)
     if not thumbs:

@@ -248,6 +248,14 @@ def slices_with_content(values: np.ndarray) -> np.ndarray:
     return keep if keep.size else np.arange(values.shape[0])
 
 
+def content_slices(codes: np.ndarray, limit: int) -> np.ndarray:
+    """Slices with content of a (depth, rows, cols) array, at most `limit`, evenly spaced."""
+    indices = np.arange(1) if codes.shape[0] == 1 else slices_with_content(codes.astype(np.float32))
+    if len(indices) > limit:
+        indices = indices[np.linspace(0, len(indices) - 1, limit).round().astype(int)]
+    return indices
+
+
 def _create_items(source, options, decoded, codes, digest, todo) -> list[int]:
     ids = []
     with pool_transaction():  # all items of one source, or none
