@@ -149,7 +149,7 @@ def test_login_page_and_home(client):
     user_with(READER, "r1")
     response = client.post(reverse("login"), {"username": "r1", "password": "pw-for-tests-123"})
     assert response.status_code == 302
-    assert "Your worklist" in client.get(reverse("home")).content.decode()
+    assert "Open your worklist" in client.get(reverse("home")).content.decode()
 
 
 def test_build_demo_pool_and_accounts(client, capsys):
@@ -164,9 +164,15 @@ def test_build_demo_pool_and_accounts(client, capsys):
     for username, password in [("reader1", "demo-reader1"), ("coordinator", "demo-coordinator"), ("analyst", "demo-analyst")]:
         assert f"{username}" in out and password in out
         assert client.login(username=username, password=password)
+    from readerstudy.studies.models import Study
+
+    study = Study.objects.get(slug="demo-study")
+    assert study.status == Study.Status.OPEN and study.audit["ok"]
+    assert study.cases.filter(role="regular").count() == 26
+    assert sorted(study.assignments.values_list("reader__username", flat=True)) == ["reader1", "reader2"]
     total = PoolItem.objects.count()
     call_command("build_demo")  # idempotent
-    assert PoolItem.objects.count() == total
+    assert PoolItem.objects.count() == total and Study.objects.count() == 1
 
 
 @requires_sqlite

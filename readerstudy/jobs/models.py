@@ -13,6 +13,7 @@ class Job(models.Model):
         IMPORT = "import", "Import images"
         TRAIN = "train", "Train generator"
         GENERATE = "generate", "Generate synthetic images"
+        PREPARE_STUDY = "prepare-study", "Prepare study"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -28,6 +28,7 @@ class Study(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    audit = models.JSONField(default=dict, blank=True, editable=False, help_text="Result of the last leak audit.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -83,6 +84,7 @@ class AssignedCase(models.Model):
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="cases")
     case = models.ForeignKey(StudyCase, on_delete=models.CASCADE, related_name="assigned")
     position = models.PositiveIntegerField()
+    session = models.PositiveSmallIntegerField(default=1)
     token = models.CharField(max_length=32, unique=True, default=new_case_token, editable=False)
 
     class Meta:

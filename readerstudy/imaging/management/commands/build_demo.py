@@ -48,8 +48,17 @@ class Command(BaseCommand):
         if not opts["no_synthetic"]:
             self._synthetic()
         if not opts["no_accounts"]:
+            accounts = ensure_demo_accounts()
+            if not opts["no_synthetic"]:
+                from readerstudy.studies.demo import ensure_demo_study
+
+                study, created = ensure_demo_study()
+                self.stdout.write(
+                    f"Demo study “{study.name}” {'created and opened' if created else 'already exists'}: "
+                    f"{study.cases.count()} cases for reader1 and reader2"
+                )
             self.stdout.write("\nDemo logins (local demonstration only):")
-            for username, password, roles in ensure_demo_accounts():
+            for username, password, roles in accounts:
                 self.stdout.write(f"  {username:<12} {password:<18} {', '.join(roles)}")
 
     def _synthetic(self):

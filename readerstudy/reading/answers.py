@@ -1,0 +1,189 @@
+"""Saving a reader's answer: validated, idempotent, transactional, and never losing a previous value.
+
+The browser autosaves the whole answer state (plus cumulative telemetry) with an
+idempotency key. Replaying a request changes nothing; each change of an answer
+keeps the previous state as a ReadRevision.
+"""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from readerstudy.studies.config import criteria_for, validate_config
+from readerstudy.studies.models import AssignedCase, Study, StudyCase
+
+from .models import Label, Read, ReadRevision
+from .worklist import reader_position
+
+ANSWER_FIELDS = ("label", "confidence", "realism", "anatomy", "slice_consistency")
+TELEMETRY_FIELDS = ("duration_ms", "slices_visited", "window_changes")
+ALLOWED_KEYS = {*ANSWER_FIELDS, *TELEMETRY_FIELDS, "submit", "idempotency_key"}
+CONFIDENCE_LEVELS = range(1, 6)
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+
+
+class AnswerError(Exception):
+    """An answer that cannot be saved; `status` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None):
+        super().__init__(message)
+        self.message, self.status, self.field = message, status, field
+
+
+def questions_for(config: dict, dimensionality: str) -> dict:
+    """What is asked for a case of this dimensionality (identical for real and synthetic cases)."""
+    from readerstudy.studies import scales
+
+    q = config["questions"]
+    return {
+        "label": scales.LABEL_OPTIONS,
+        "confidence": (
+            [{"value": v, "text": t} for v, t in zip(CONFIDENCE_LEVELS, scales.CONFIDENCE_ANCHORS)]
+            if q["confidence"] else None
+        ),
+        "scales": [
+            {"name": c, "title": scales.CRITERIA[c], "options": q["scales"][c]}
+            for c in criteria_for(config, dimensionality)
+        ],
+    }
+
+
+def _clean(payload: dict, config: dict, dimensionality: str) -> tuple[dict, dict, bool, str]:
+    if not isinstance(payload, dict):
+        raise AnswerError("send a JSON object")
+    unknown = set(payload) - ALLOWED_KEYS
+    if unknown:
+        raise AnswerError(f"unknown fields: {', '.join(sorted(unknown))}")
+    key = payload.get("idempotency_key")
+    if not isinstance(key, str) or not 8 <= len(key) <= 64:
+        raise AnswerError("idempotency_key must be a string of 8 to 64 characters", field="idempotency_key")
+    submit = payload.get("submit", False)
+    if not isinstance(submit, bool):
+        raise AnswerError("submit must be true or false", field="submit")
+
+    questions = questions_for(config, dimensionality)
+    answers = {}
+    label = payload.get("label") or ""
+    if label not in ("", *Label.values):
+        raise AnswerError(f"label must be one of {', '.join(Label.values)}", field="label")
+    answers["label"] = label
+    allowed = {"confidence": [o["value"] for o in questions["confidence"] or []]}
+    allowed.update({s["name"]: [o["value"] for o in s["options"]] for s in questions["scales"]})
+    for name in ANSWER_FIELDS[1:]:
+        value = payload.get(name)
+        if value is not None:
+            if not allowed.get(name):
+                raise AnswerError(f"{name} is not asked in this study for this case", field=name)
+            if isinstance(value, bool) or value not in allowed[name]:
+                raise AnswerError(f"{name} must be one of {allowed[name]}", field=name)
+        answers[name] = value
+    if submit:
+        missing = [n for n in ("label", *(n for n in allowed if allowed[n])) if answers.get(n) in (None, "")]
+        if missing:
+            raise AnswerError("answer every question before finishing the case: missing " + ", ".join(missing))
+
+    telemetry = {}
+    duration = payload.get("duration_ms", 0)
+    if isinstance(duration, bool) or not isinstance(duration, int) or not 0 <= duration <= MAX_DURATION_MS:
+        raise AnswerError("duration_ms must be a non-negative whole number of milliseconds", field="duration_ms")
+    telemetry["duration_ms"] = duration
+    changes = payload.get("window_changes", 0)
+    if isinstance(changes, bool) or not isinstance(changes, int) or not 0 <= changes <= 10**6:
+        raise AnswerError("window_changes must be a non-negative whole number", field="window_changes")
+    telemetry["window_changes"] = changes
+    visited = payload.get("slices_visited", [])
+    if not isinstance(visited, list) or len(visited) > 10_000 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10_000 for v in visited
+    ):
+        raise AnswerError("slices_visited must be a list of slice numbers", field="slices_visited")
+    telemetry["slices_visited"] = visited
+    return answers, telemetry, submit, key
+
+
+def answer_state(read: Read | None) -> dict:
+    """The reader's own answer as the browser sees it."""
+    state = {name: getattr(read, name) if read else None for name in ANSWER_FIELDS}
+    state["label"] = state["label"] or None
+    state.update(
+        submitted=bool(read and read.submitted_at), revision=read.revision if read else 0,
+        duration_ms=read.duration_ms if read else 0, window_changes=read.window_changes if read else 0,
+        slices_visited=read.slices_visited if read else [],
+    )
+    return state
+
+
+def _snapshot(read: Read) -> dict:
+    data = {name: getattr(read, name) for name in (*ANSWER_FIELDS, *TELEMETRY_FIELDS, "idempotency_key")}
+    data["submitted_at"] = read.submitted_at.isoformat() if read.submitted_at else None
+    data["saved_at"] = read.saved_at.isoformat() if read.saved_at else None
+    return data
+
+
+def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
+    """Validate and store one autosave or submission; returns {"answer", "replayed", "feedback"}."""
+    assignment = assigned_case.assignment
+    study = assignment.study
+    config = validate_config(study.config)
+    item = assigned_case.case.item
+    answers, telemetry, submit, key = _clean(payload, config, item.dimensionality)
+    if study.status != Study.Status.OPEN:
+        raise AnswerError("this study is closed for reading; your saved answers are kept", status=409)
+    position = reader_position(assignment)
+    row = position.row(assigned_case.token)
+    # A finished case always takes telemetry; whether its answers may change is decided in _apply.
+    if not (row["submitted"] or position.may_open(row)):
+        raise AnswerError("this case cannot be answered now: cases are read in order", status=409)
+
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                read, _ = Read.objects.get_or_create(assigned_case=assigned_case)
+                read = Read.objects.select_for_update().get(pk=read.pk)
+                replayed = _apply(read, answers, telemetry, submit, key, config)
+            break
+        except IntegrityError:  # two first saves raced to create the Read; the loser retries
+            if attempt:
+                raise
+    if submit and not replayed:
+        _mark_completed(assignment)
+    feedback = None
+    if read.submitted_at and assigned_case.case.role == StudyCase.Role.CALIBRATION:
+        feedback = {"truth": item.origin, "your_label": read.label}
+    return {"answer": answer_state(read), "replayed": replayed, "feedback": feedback}
+
+
+def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, config: dict) -> bool:
+    """Write into a locked Read; True when the request was a replay and nothing changed."""
+    if read.idempotency_key == key:
+        return True
+    changed = any(getattr(read, n) != answers[n] for n in ANSWER_FIELDS)
+    if read.submitted_at and changed:
+        if not config["reading"]["allow_back"]:
+            raise AnswerError("answers to finished cases cannot be changed in this study", status=409)
+        if not submit:
+            missing = [n for n in ANSWER_FIELDS if getattr(read, n) not in (None, "") and answers[n] in (None, "")]
+            if missing:
+                raise AnswerError("a finished case keeps a complete answer: cannot clear " + ", ".join(missing))
+    if changed and (read.revision or any(getattr(read, n) not in (None, "") for n in ANSWER_FIELDS)):
+        ReadRevision.objects.create(read=read, revision=read.revision, snapshot=_snapshot(read))
+    now = timezone.now()
+    if changed:
+        for name in ANSWER_FIELDS:
+            setattr(read, name, answers[name])
+        read.revision += 1
+    read.duration_ms = max(read.duration_ms, telemetry["duration_ms"])
+    read.window_changes = max(read.window_changes, telemetry["window_changes"])
+    read.slices_visited = sorted(set(read.slices_visited) | set(telemetry["slices_visited"]))
+    read.started_at = read.started_at or now
+    if submit and not read.submitted_at:
+        read.submitted_at = now
+    read.idempotency_key = key
+    read.save()
+    return False
+
+
+def _mark_completed(assignment) -> None:
+    unfinished = assignment.cases.exclude(read__submitted_at__isnull=False)
+    if assignment.completed_at is None and not unfinished.exists():
+        type(assignment).objects.filter(pk=assignment.pk, completed_at__isnull=True).update(
+            completed_at=timezone.now()
+        )

@@ -1,0 +1,81 @@
+"""Everything a reader's browser receives about a case is built here, and only here.
+
+It must not depend on whether the case is real or synthetic (except the
+feedback of calibration cases, which readers are told about): no pool ids,
+provenance, file names, dates or other readers' answers. tests/test_blinding.py
+checks the responses of a real and a synthetic case against each other.
+"""
+
+from django.urls import reverse
+
+from readerstudy.imaging.models import Dimensionality
+from readerstudy.studies.config import stratum_key, validate_config
+from readerstudy.studies.models import AssignedCase, StudyCase
+
+from .answers import answer_state, questions_for
+
+# Window presets (width, centre) in the served units: HU for CT, 12-bit codes otherwise.
+CT_PRESETS = [
+    {"name": "Default", "width": 400, "center": 40},
+    {"name": "Lung", "width": 1500, "center": -600},
+    {"name": "Mediastinum", "width": 350, "center": 50},
+    {"name": "Bone", "width": 2000, "center": 500},
+    {"name": "Brain", "width": 80, "center": 40},
+    {"name": "Percentile", "auto": [1, 99]},
+]
+CODE_PRESETS = [
+    {"name": "Default", "width": 4096, "center": 2048},
+    {"name": "Percentile", "auto": [1, 99]},
+]
+
+
+def window_presets(modality: str) -> list[dict]:
+    return CT_PRESETS if modality == "CT" else CODE_PRESETS
+
+
+def slice_url(token: str, number: int) -> str:
+    return reverse("read-slice", kwargs={"token": token, "number": number})
+
+
+def case_payload(assigned_case: AssignedCase, position) -> dict:
+    """The viewer's data for one case: images, questions, the reader's own answer, navigation."""
+    study = assigned_case.assignment.study
+    config = validate_config(study.config)
+    item = assigned_case.case.item
+    rows, cols, depth = config["presets"][stratum_key(item.modality, item.dimensionality)]
+    token = assigned_case.token
+    row = position.row(token)
+    previous, following = position.neighbours(row)
+    read = getattr(assigned_case, "read", None)
+    return {
+        "study": {"name": study.name, "instructions": study.instructions},
+        "case": {
+            "token": token,
+            "position": assigned_case.position,
+            "total": position.total,
+            "done": position.done,
+            "session": assigned_case.session,
+            "calibration": assigned_case.case.role == StudyCase.Role.CALIBRATION,
+            "modality": item.modality,
+            "volume": item.dimensionality == Dimensionality.VOLUME,
+            "rows": rows,
+            "cols": cols,
+            "slices": depth,
+            "image_ids": ["wadouri:" + slice_url(token, n) for n in range(1, depth + 1)],
+            "presets": window_presets(item.modality),
+        },
+        "questions": questions_for(config, item.dimensionality),
+        "answer": answer_state(read),
+        "navigation": {
+            "previous": reverse("read-case", kwargs={"token": previous}) if previous else None,
+            "next": reverse("read-case", kwargs={"token": following}) if following else None,
+            "resume": reverse("read-study", kwargs={"slug": study.slug}),
+            "worklist": reverse("worklist"),
+            "allow_back": config["reading"]["allow_back"],
+            "blank_ms": config["reading"]["blank_ms"],
+        },
+        "urls": {
+            "answer": reverse("read-answer", kwargs={"token": token}),
+            "state": reverse("read-state", kwargs={"token": token}),
+        },
+    }

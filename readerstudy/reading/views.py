@@ -1,0 +1,157 @@
+"""Reader pages and endpoints. Cases are found only through the reader's own opaque tokens."""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.generic import TemplateView, View
+
+from readerstudy.imaging.pool import rendition_files
+from readerstudy.studies.config import stratum_key
+from readerstudy.studies.models import AssignedCase, Assignment, Study
+
+from .answers import AnswerError, save_answer
+from .blinded import case_payload
+from .worklist import reader_assignments, reader_position
+
+NO_STORE = "no-store"
+
+
+def no_store(response):
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+class ReaderCaseMixin(LoginRequiredMixin):
+    """Resolve `token` to the logged-in reader's own case in a visible study, else 404."""
+
+    def get_case(self) -> AssignedCase:
+        try:
+            case = AssignedCase.objects.select_related(
+                "assignment__study", "case__item", "read"
+            ).get(token=self.kwargs["token"], assignment__reader=self.request.user)
+        except AssignedCase.DoesNotExist:
+            raise Http404("No such case in your worklist.") from None
+        if case.assignment.study.status == Study.Status.DRAFT:
+            raise Http404("No such case in your worklist.")
+        return case
+
+
+class JsonCaseMixin(ReaderCaseMixin):
+    """JSON endpoints answer errors in JSON (401 when logged out, 404 for a case that is not theirs)."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return no_store(JsonResponse({"error": "log in first; unsaved answers stay in your browser"}, status=401))
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except Http404 as exc:
+            return no_store(JsonResponse({"error": str(exc)}, status=404))
+
+
+class WorklistView(LoginRequiredMixin, TemplateView):
+    template_name = "reading/worklist.html"
+
+    def get_context_data(self, **kwargs):
+        entries = []
+        for assignment in reader_assignments(self.request.user):
+            position = reader_position(assignment)
+            entries.append({"assignment": assignment, "study": assignment.study, "position": position})
+        return super().get_context_data(entries=entries, **kwargs)
+
+
+class StudyResumeView(LoginRequiredMixin, View):
+    """Send the reader to the case where they stopped (or the end page)."""
+
+    def get(self, request, slug):
+        assignment = get_object_or_404(
+            Assignment, study__slug=slug, reader=request.user, study__status__in=[Study.Status.OPEN, Study.Status.CLOSED]
+        )
+        position = reader_position(assignment)
+        if assignment.study.status == Study.Status.CLOSED:
+            messages.info(request, f"“{assignment.study.name}” is closed; your answers are kept.")
+            return redirect("worklist")
+        if position.finished:
+            return redirect("read-done", slug=slug)
+        if position.locked_until:
+            return no_store(redirect("worklist"))
+        return no_store(redirect("read-case", token=position.current["token"]))
+
+
+class StudyDoneView(LoginRequiredMixin, TemplateView):
+    template_name = "reading/done.html"
+
+    def get_context_data(self, **kwargs):
+        assignment = get_object_or_404(Assignment, study__slug=self.kwargs["slug"], reader=self.request.user,
+                                       study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
+        return super().get_context_data(study=assignment.study, position=reader_position(assignment), **kwargs)
+
+
+class CaseView(ReaderCaseMixin, TemplateView):
+    """The viewer page for one case; its data is embedded so a reload needs one request."""
+
+    template_name = "reading/viewer.html"
+
+    def get(self, request, *args, **kwargs):
+        case = self.get_case()
+        if case.assignment.study.status != Study.Status.OPEN:
+            return redirect("read-study", slug=case.assignment.study.slug)
+        position = reader_position(case.assignment)
+        if not position.may_open(position.row(case.token)):
+            return redirect("read-study", slug=case.assignment.study.slug)
+        response = self.render_to_response(self.get_context_data(payload=case_payload(case, position)))
+        return no_store(response)
+
+
+class CaseStateView(JsonCaseMixin, View):
+    """The same data as JSON, for the viewer to re-sync after a lost connection."""
+
+    def get(self, request, token):
+        case = self.get_case()
+        return no_store(JsonResponse(case_payload(case, reader_position(case.assignment))))
+
+
+class SliceView(ReaderCaseMixin, View):
+    """One canonical DICOM slice. No file name, date, ETag source or length that depends on truth."""
+
+    def get(self, request, token, number):
+        case = self.get_case()
+        item = case.case.item
+        rows, cols, depth = case.assignment.study.config["presets"][stratum_key(item.modality, item.dimensionality)]
+        if not 1 <= number <= depth:
+            raise Http404("No such slice.")
+        rendition = item.renditions.filter(rows=rows, cols=cols, depth=depth).first()
+        if rendition is None:
+            raise Http404("This case is not prepared.")
+        data = rendition_files(rendition)[number - 1].read_bytes()
+        response = HttpResponse(data, content_type="application/dicom")
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
+
+
+class AnswerView(JsonCaseMixin, View):
+    """Autosave or submit an answer (JSON in, JSON out); safe to repeat with the same idempotency key."""
+
+    def post(self, request, token):
+        case = self.get_case()
+        try:
+            payload = json.loads(request.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return no_store(JsonResponse({"error": "the body must be JSON"}, status=400))
+        try:
+            result = save_answer(case, payload)
+        except AnswerError as exc:
+            return no_store(JsonResponse({"error": exc.message, "field": exc.field}, status=exc.status))
+        case.refresh_from_db()
+        position = reader_position(case.assignment)
+        _, following = position.neighbours(position.row(token))
+        if following:
+            result["next"] = reverse("read-case", kwargs={"token": following})
+        elif result["answer"]["submitted"]:
+            result["next"] = reverse("read-study", kwargs={"slug": case.assignment.study.slug})
+        else:
+            result["next"] = None
+        return no_store(JsonResponse(result))

@@ -1,0 +1,96 @@
+"""Where a reader stands in a study: current case, what they may open, session washouts."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import F
+from django.utils import timezone
+
+from readerstudy.studies.config import validate_config
+from readerstudy.studies.models import AssignedCase, Assignment, Study
+
+
+@dataclass
+class Position:
+    """One reader's place: the ordered cases (light rows) and derived state."""
+
+    assignment: Assignment
+    rows: list  # dicts: position, session, token, submitted (bool), submitted_at
+    config: dict
+
+    @property
+    def total(self) -> int:
+        return len(self.rows)
+
+    @property
+    def done(self) -> int:
+        return sum(r["submitted"] for r in self.rows)
+
+    @property
+    def current(self) -> dict | None:
+        """The first case without a submitted answer (None when all are done)."""
+        return next((r for r in self.rows if not r["submitted"]), None)
+
+    @property
+    def finished(self) -> bool:
+        return self.current is None
+
+    def session_opens_at(self, session: int):
+        """When `session` becomes available: washout after the previous session's last answer."""
+        hours = self.config["reading"]["washout_hours"]
+        if session <= 1 or not hours:
+            return None
+        previous = [r["submitted_at"] for r in self.rows if r["session"] == session - 1 and r["submitted_at"]]
+        if not previous:
+            return None
+        return max(previous) + timedelta(hours=hours)
+
+    @property
+    def locked_until(self):
+        """If the current case's session is still in its washout period, when it ends."""
+        current = self.current
+        if current is None:
+            return None
+        opens = self.session_opens_at(current["session"])
+        return opens if opens and opens > timezone.now() else None
+
+    def row(self, token: str) -> dict | None:
+        return next((r for r in self.rows if r["token"] == token), None)
+
+    def may_open(self, row: dict) -> bool:
+        """Readers go in order: the current case, or a finished one where going back is allowed."""
+        current = self.current
+        if current is not None and row["position"] == current["position"]:
+            return self.locked_until is None
+        if row["submitted"]:
+            return self.config["reading"]["allow_back"]
+        return False
+
+    def neighbours(self, row: dict) -> tuple[str | None, str | None]:
+        """(previous token the reader may open, next token) around `row`."""
+        index = row["position"] - 1
+        prev_row = self.rows[index - 1] if index > 0 else None
+        next_row = self.rows[index + 1] if index + 1 < len(self.rows) else None
+        prev_token = prev_row["token"] if prev_row and self.may_open(prev_row) else None
+        next_token = next_row["token"] if next_row and row["submitted"] and self.may_open(next_row) else None
+        return prev_token, next_token
+
+
+def reader_position(assignment: Assignment) -> Position:
+    rows = list(
+        AssignedCase.objects.filter(assignment=assignment)
+        .order_by("position")
+        .values("position", "session", "token", submitted_at=F("read__submitted_at"))
+    )
+    for r in rows:
+        r["submitted"] = r["submitted_at"] is not None
+    return Position(assignment, rows, validate_config(assignment.study.config))
+
+
+def reader_assignments(user):
+    """The studies a reader takes part in that are open or closed (drafts are invisible to readers)."""
+    return (
+        Assignment.objects.filter(reader=user, study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
+        .select_related("study")
+        .order_by("-study__opened_at")
+    )

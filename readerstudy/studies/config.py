@@ -1,0 +1,181 @@
+"""A study's configuration (stored in Study.config), with validation that names the problem.
+
+Layout:
+    strata              [{"modality", "dimensionality", "cases"}]  regular cases per stratum
+    synthetic_fraction  share of synthetic cases in every stratum (0..1)
+    generators          generator ids synthetic cases may come from ([] = any)
+    questions           {"confidence": bool, "template": "khader"|"likert"|"none",
+                         "criteria": [...], "scales": {criterion: [options]}}
+    reading             {"allow_back", "calibration_cases", "repeat_cases", "sessions",
+                         "washout_hours", "blank_ms", "block_size"}
+    matrix              {"size": int|None, "depth": int|None}  None = smallest in the stratum
+    presets             {"CT/volume": [rows, cols, depth]}  fixed when cases are drawn
+"""
+
+import copy
+
+from readerstudy.imaging.models import Dimensionality, Modality
+
+from . import scales
+
+
+class StudyConfigError(ValueError):
+    """A study configuration that cannot be used; the message says why."""
+
+
+STRATA = [
+    ("XR", Dimensionality.IMAGE),
+    ("CT", Dimensionality.IMAGE),
+    ("CT", Dimensionality.VOLUME),
+    ("MR", Dimensionality.IMAGE),
+    ("MR", Dimensionality.VOLUME),
+]
+
+DEFAULT_READING = {
+    "allow_back": True,
+    "calibration_cases": 0,
+    "repeat_cases": 0,
+    "sessions": 1,
+    "washout_hours": 0,
+    "blank_ms": 0,
+    "block_size": 10,
+}
+
+
+def stratum_key(modality: str, dimensionality: str) -> str:
+    return f"{modality}/{dimensionality}"
+
+
+def default_config() -> dict:
+    return {
+        "strata": [],
+        "synthetic_fraction": 0.5,
+        "generators": [],
+        "questions": {
+            "confidence": True,
+            "template": "khader",
+            "criteria": list(scales.CRITERIA),
+            "scales": scales.template_scales("khader"),
+        },
+        "reading": dict(DEFAULT_READING),
+        "matrix": {"size": None, "depth": None},
+        "presets": {},
+    }
+
+
+def _int(value, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StudyConfigError(f"{name} must be a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        raise StudyConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def validate_config(raw: dict) -> dict:
+    """A complete, checked copy of `raw` (missing sections take their defaults)."""
+    if not isinstance(raw, dict):
+        raise StudyConfigError("the study configuration must be a JSON object")
+    config = default_config()
+    unknown = set(raw) - set(config)
+    if unknown:
+        raise StudyConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+    config.update(copy.deepcopy(raw))
+
+    seen = set()
+    for s in config["strata"]:
+        if not isinstance(s, dict) or set(s) != {"modality", "dimensionality", "cases"}:
+            raise StudyConfigError("each stratum needs exactly modality, dimensionality and cases")
+        if (s["modality"], s["dimensionality"]) not in STRATA:
+            raise StudyConfigError(f"no such stratum: {s['modality']} {s['dimensionality']}")
+        key = stratum_key(s["modality"], s["dimensionality"])
+        if key in seen:
+            raise StudyConfigError(f"stratum {key} is listed twice")
+        seen.add(key)
+        _int(s["cases"], f"cases for {key}", 0, 100_000)
+    config["strata"] = [s for s in config["strata"] if s["cases"] > 0]
+
+    fraction = config["synthetic_fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise StudyConfigError(f"synthetic_fraction must be a number from 0 to 1, got {fraction!r}")
+    if not isinstance(config["generators"], list) or not all(
+        isinstance(g, int) and not isinstance(g, bool) for g in config["generators"]
+    ):
+        raise StudyConfigError("generators must be a list of generator ids")
+
+    config["questions"] = _validate_questions(config["questions"])
+    config["reading"] = _validate_reading(config["reading"])
+
+    matrix = config["matrix"]
+    if not isinstance(matrix, dict) or set(matrix) != {"size", "depth"}:
+        raise StudyConfigError("matrix must have exactly size and depth (null = smallest in the stratum)")
+    if matrix["size"] is not None:
+        _int(matrix["size"], "matrix size", 16, 2048)
+    if matrix["depth"] is not None:
+        _int(matrix["depth"], "volume depth", 2, 1024)
+    return config
+
+
+def _validate_questions(q: dict) -> dict:
+    if not isinstance(q, dict):
+        raise StudyConfigError("questions must be an object")
+    unknown = set(q) - {"confidence", "template", "criteria", "scales"}
+    if unknown:
+        raise StudyConfigError(f"unknown question settings: {', '.join(sorted(unknown))}")
+    template = q.get("template", "khader")
+    if template not in (*scales.TEMPLATES, "none"):
+        raise StudyConfigError(f"unknown rating template {template!r}; choose khader, likert or none")
+    criteria = [] if template == "none" else q.get("criteria", list(scales.CRITERIA))
+    if not isinstance(criteria, list) or set(criteria) - set(scales.CRITERIA):
+        raise StudyConfigError(f"criteria must be a list drawn from {', '.join(scales.CRITERIA)}")
+    defaults = scales.template_scales(template) if template != "none" else {}
+    given = q.get("scales") or {}
+    checked = {}
+    for criterion in criteria:
+        options = given.get(criterion) or defaults[criterion]
+        texts = [o.get("text", "") if isinstance(o, dict) else o for o in options]
+        texts = [str(t).strip() for t in texts]
+        if any(not t for t in texts):
+            raise StudyConfigError(f"every anchor of {scales.CRITERIA[criterion]} needs a text")
+        try:
+            checked[criterion] = scales.scale_options(scales.TEMPLATES[template]["codes"], texts)
+        except ValueError as exc:
+            raise StudyConfigError(f"{scales.CRITERIA[criterion]}: {exc}") from None
+    return {"confidence": bool(q.get("confidence", True)), "template": template,
+            "criteria": [c for c in scales.CRITERIA if c in criteria], "scales": checked}
+
+
+def _validate_reading(r: dict) -> dict:
+    if not isinstance(r, dict):
+        raise StudyConfigError("reading options must be an object")
+    unknown = set(r) - set(DEFAULT_READING)
+    if unknown:
+        raise StudyConfigError(f"unknown reading options: {', '.join(sorted(unknown))}")
+    out = {**DEFAULT_READING, **r}
+    if not isinstance(out["allow_back"], bool):
+        raise StudyConfigError("allow_back must be true or false")
+    _int(out["calibration_cases"], "calibration cases", 0, 100)
+    _int(out["repeat_cases"], "repeated cases", 0, 10_000)
+    _int(out["sessions"], "sessions", 1, 20)
+    _int(out["washout_hours"], "washout period (hours)", 0, 24 * 365)
+    _int(out["blank_ms"], "blank screen between cases (ms)", 0, 10_000)
+    _int(out["block_size"], "block size", 2, 1000)
+    if out["calibration_cases"] % 2:
+        raise StudyConfigError("calibration cases must be an even number (half real, half synthetic)")
+    if out["repeat_cases"] % 2:
+        raise StudyConfigError("repeated cases must be an even number (half real, half synthetic)")
+    return out
+
+
+def regular_case_count(config: dict) -> int:
+    return sum(s["cases"] for s in config["strata"])
+
+
+def criteria_for(config: dict, dimensionality: str) -> list[str]:
+    """Rating criteria asked for a case of this dimensionality."""
+    return [
+        c for c in config["questions"]["criteria"]
+        if dimensionality == Dimensionality.VOLUME or c not in scales.VOLUME_ONLY
+    ]
+
+
+MODALITY_LABELS = dict(Modality.choices)

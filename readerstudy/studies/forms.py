@@ -1,0 +1,146 @@
+from django import forms
+from django.contrib.auth import get_user_model
+
+from generation.models import Generator
+from readerstudy.accounts.roles import READER
+
+from . import scales
+from .config import STRATA, StudyConfigError, default_config, stratum_key, validate_config
+
+STRATUM_LABELS = {
+    "XR/2d": "X-ray images", "CT/2d": "CT slices", "CT/3d": "CT volumes",
+    "MR/2d": "MRI slices", "MR/3d": "MRI volumes",
+}
+
+
+def _field_name(key: str) -> str:
+    return "cases_" + key.replace("/", "_").lower()
+
+
+def _anchor_field(criterion: str) -> str:
+    return "anchors_" + criterion
+
+
+class StudyForm(forms.Form):
+    """Everything a coordinator sets for a study; `config` holds the validated result."""
+
+    name = forms.CharField(max_length=200)
+    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False,
+                                   help_text="Shown to readers on their worklist and beside every case.")
+    synthetic_percent = forms.IntegerField(min_value=0, max_value=100, initial=50,
+                                           label="Synthetic share (%)", help_text="In every stratum.")
+    generators = forms.ModelMultipleChoiceField(
+        Generator.objects.all(), required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Synthetic cases come only from these generators (none ticked: any).",
+    )
+    confidence = forms.BooleanField(required=False, initial=True,
+                                    label="Ask for confidence (1-5; needed for ROC analysis)")
+    template = forms.ChoiceField(
+        choices=[(k, v["title"]) for k, v in scales.TEMPLATES.items()] + [("none", "No rating scales")],
+        initial="khader", label="Rating scales",
+    )
+    criteria = forms.MultipleChoiceField(
+        choices=list(scales.CRITERIA.items()), widget=forms.CheckboxSelectMultiple, required=False,
+        initial=list(scales.CRITERIA), help_text="Slice consistency is asked for volumes only.",
+    )
+    allow_back = forms.BooleanField(required=False, initial=True, label="Readers may go back and change answers")
+    calibration_cases = forms.IntegerField(min_value=0, max_value=100, initial=0,
+                                           help_text="Shown first with feedback; excluded from results. Even number.")
+    repeat_cases = forms.IntegerField(min_value=0, initial=0,
+                                      help_text="Regular cases shown twice (intra-reader agreement). Even number.")
+    sessions = forms.IntegerField(min_value=1, max_value=20, initial=1)
+    washout_hours = forms.IntegerField(min_value=0, initial=0, label="Washout between sessions (hours)")
+    blank_ms = forms.IntegerField(min_value=0, max_value=10000, initial=0, label="Blank screen between cases (ms)")
+    block_size = forms.IntegerField(min_value=2, initial=10,
+                                    help_text="Each block of this many cases is balanced across strata and truth.")
+    matrix_size = forms.IntegerField(min_value=16, max_value=2048, required=False,
+                                     help_text="Pixels per side; empty: the smallest item in each stratum.")
+    matrix_depth = forms.IntegerField(min_value=2, max_value=1024, required=False,
+                                      help_text="Slices per volume; empty: the smallest volume in the stratum.")
+    seed = forms.IntegerField(min_value=0, max_value=2**53, required=False,
+                              help_text="Empty: a random seed, stored with the study.")
+
+    def __init__(self, *args, study=None, **kwargs):
+        self.study = study
+        if study is not None:
+            kwargs.setdefault("initial", self.initial_for(study))
+        super().__init__(*args, **kwargs)
+        for key in (stratum_key(m, d) for m, d in STRATA):
+            self.fields[_field_name(key)] = forms.IntegerField(
+                min_value=0, initial=0, label=STRATUM_LABELS[key], required=False
+            )
+        for criterion, title in scales.CRITERIA.items():
+            self.fields[_anchor_field(criterion)] = forms.CharField(
+                widget=forms.Textarea(attrs={"rows": 5}), required=False, label=f"Anchors: {title}",
+                help_text="One per line, lowest first. Empty: the template's wording.",
+            )
+        if study is not None:
+            del self.fields["seed"]
+
+    @staticmethod
+    def initial_for(study) -> dict:
+        c = validate_config(study.config)
+        initial = {
+            "name": study.name, "instructions": study.instructions,
+            "synthetic_percent": round(c["synthetic_fraction"] * 100), "generators": c["generators"],
+            "confidence": c["questions"]["confidence"], "template": c["questions"]["template"],
+            "criteria": c["questions"]["criteria"], "matrix_size": c["matrix"]["size"],
+            "matrix_depth": c["matrix"]["depth"], **c["reading"],
+        }
+        for s in c["strata"]:
+            initial[_field_name(stratum_key(s["modality"], s["dimensionality"]))] = s["cases"]
+        for criterion, options in c["questions"]["scales"].items():
+            initial[_anchor_field(criterion)] = "\n".join(o["text"] for o in options)
+        return initial
+
+    def stratum_fields(self):
+        return [self[_field_name(stratum_key(m, d))] for m, d in STRATA]
+
+    def anchor_fields(self):
+        return [self[_anchor_field(c)] for c in scales.CRITERIA]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        template = data["template"]
+        custom = {}
+        for criterion in scales.CRITERIA:
+            text = data.get(_anchor_field(criterion), "").strip()
+            # Switching template resets anchors the coordinator did not touch.
+            if text and not (template != self.initial.get("template") and text == self.initial.get(
+                    _anchor_field(criterion), "").strip()):
+                custom[criterion] = [line.strip() for line in text.splitlines() if line.strip()]
+        config = default_config()
+        config.update(
+            strata=[
+                {"modality": m, "dimensionality": d, "cases": data.get(_field_name(stratum_key(m, d))) or 0}
+                for m, d in STRATA
+            ],
+            synthetic_fraction=data["synthetic_percent"] / 100,
+            generators=sorted(g.pk for g in data["generators"]),
+            questions={"confidence": data["confidence"], "template": template,
+                       "criteria": data["criteria"], "scales": custom},
+            reading={k: data[k] for k in ("allow_back", "calibration_cases", "repeat_cases", "sessions",
+                                          "washout_hours", "blank_ms", "block_size")},
+            matrix={"size": data.get("matrix_size"), "depth": data.get("matrix_depth")},
+        )
+        try:
+            self.config = validate_config(config)
+        except StudyConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if not self.config["strata"]:
+            raise forms.ValidationError("give at least one stratum a number of cases")
+        return data
+
+
+class ReadersForm(forms.Form):
+    readers = forms.ModelMultipleChoiceField(
+        get_user_model().objects.none(), widget=forms.CheckboxSelectMultiple, required=False
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["readers"].queryset = (
+            get_user_model().objects.filter(groups__name=READER, is_active=True).order_by("username")
+        )

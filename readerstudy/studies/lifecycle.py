@@ -1,0 +1,104 @@
+"""A study's life: draft -> prepared (cases drawn, files rendered, audited) -> open -> closed.
+
+Views, commands and background tasks all call these functions.
+"""
+
+import secrets
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from readerstudy.imaging.pool import ensure_rendition
+from readerstudy.imaging.importing import NullProgress
+
+from .audit import run_leak_audit
+from .config import StudyConfigError, stratum_key, validate_config
+from .models import Study
+from .sampling import draw_cases, write_cases
+
+
+def new_study_seed() -> int:
+    return secrets.randbelow(2**53)
+
+
+def unique_slug(name: str) -> str:
+    base = slugify(name)[:40] or "study"
+    slug, n = base, 1
+    while Study.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def create_study(*, name: str, config: dict, instructions: str = "", created_by=None, seed=None) -> Study:
+    """A new draft study with a validated configuration and a stored seed."""
+    return Study.objects.create(
+        name=name, slug=unique_slug(name), instructions=instructions, config=validate_config(config),
+        seed=new_study_seed() if seed is None else seed, created_by=created_by,
+    )
+
+
+def prepare_study(study: Study, progress=None) -> dict:
+    """Draw the cases, render every case at its stratum's matrix, and run the leak audit."""
+    progress = progress or NullProgress()
+    draw = draw_cases(study)
+    write_cases(study, draw)
+    study.refresh_from_db()
+    cases = list(study.cases.select_related("item").exclude(role="repeat"))
+    progress.start(len(cases) + 1)
+    for case in cases:
+        progress.check_cancelled()
+        preset = study.config["presets"][stratum_key(case.item.modality, case.item.dimensionality)]
+        ensure_rendition(case.item, *preset)
+        progress.advance(1, f"rendered case {case.pk}")
+    audit = run_leak_audit(study)
+    progress.advance(1, "leak audit " + ("passed" if audit["ok"] else "found differences"))
+    return {
+        "cases": len(draw.regular), "calibration": len(draw.calibration), "repeats": len(draw.repeats),
+        "presets": draw.presets, "audit_ok": audit["ok"], "audit_problems": audit["problems"][:20],
+    }
+
+
+def create_prepare_job(study: Study, user=None):
+    """Queue `prepare_study` as a background job; returns the Job."""
+    from readerstudy.jobs.models import Job
+
+    from .tasks import prepare_study_task
+
+    if study.status != Study.Status.DRAFT:
+        raise StudyConfigError("only a draft study can be prepared")
+    job = Job.objects.create(
+        kind=Job.Kind.PREPARE_STUDY, title=f"Prepare {study.name}", params={"study_id": study.pk}, created_by=user
+    )
+    transaction.on_commit(lambda: prepare_study_task.enqueue(job.pk))
+    return job
+
+
+def open_study(study: Study) -> dict:
+    """Open for reading after a fresh leak audit; raises StudyConfigError saying what blocks it."""
+    if study.status == Study.Status.OPEN:
+        raise StudyConfigError("the study is already open")
+    if not study.cases.exists():
+        raise StudyConfigError("prepare the study first: it has no cases")
+    if not study.assignments.exists():
+        raise StudyConfigError("assign at least one reader first")
+    audit = run_leak_audit(study)
+    if not audit["ok"]:
+        raise StudyConfigError("the leak audit found differences: " + "; ".join(audit["problems"][:5]))
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        locked.status = Study.Status.OPEN
+        locked.opened_at = locked.opened_at or timezone.now()
+        locked.closed_at = None
+        locked.save(update_fields=["status", "opened_at", "closed_at"])
+    study.refresh_from_db()
+    return audit
+
+
+def close_study(study: Study) -> None:
+    """Stop reading; answers stay, readers can no longer change them."""
+    if study.status != Study.Status.OPEN:
+        raise StudyConfigError("only an open study can be closed")
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.CLOSED, closed_at=timezone.now())
+    study.refresh_from_db()

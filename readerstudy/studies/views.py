@@ -1,0 +1,163 @@
+"""Coordinator pages: configure, prepare, audit, assign, open and close studies; follow progress."""
+
+from django.contrib import messages
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.generic import FormView, TemplateView, View
+
+from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
+
+from . import lifecycle, sampling
+from .audit import run_leak_audit
+from .config import StudyConfigError, regular_case_count, stratum_key, validate_config
+from .forms import STRATUM_LABELS, ReadersForm, StudyForm
+from .models import Study
+from .progress import study_progress
+
+
+class StudyMixin(RoleRequiredMixin):
+    roles = (COORDINATOR,)
+
+    def get_study(self) -> Study:
+        if not hasattr(self, "_study"):
+            self._study = get_object_or_404(Study, slug=self.kwargs["slug"])
+        return self._study
+
+
+class StudyListView(RoleRequiredMixin, TemplateView):
+    roles = (COORDINATOR, ANALYST)
+    template_name = "studies/study_list.html"
+
+    def get_context_data(self, **kwargs):
+        studies = Study.objects.annotate(
+            n_cases=Count("cases", filter=~Q(cases__role="calibration"), distinct=True),
+            n_readers=Count("assignments", distinct=True),
+            n_completed=Count("assignments", filter=Q(assignments__completed_at__isnull=False), distinct=True),
+        )
+        return super().get_context_data(studies=studies, **kwargs)
+
+
+class StudyCreateView(StudyMixin, FormView):
+    template_name = "studies/study_form.html"
+    form_class = StudyForm
+
+    def get_initial(self):
+        return {"criteria": StudyForm.base_fields["criteria"].initial}
+
+    def form_valid(self, form):
+        study = lifecycle.create_study(
+            name=form.cleaned_data["name"], instructions=form.cleaned_data["instructions"],
+            config=form.config, created_by=self.request.user, seed=form.cleaned_data.get("seed"),
+        )
+        messages.success(self.request, f"Study “{study.name}” created. Next: prepare it to draw its cases.")
+        return redirect("study-detail", slug=study.slug)
+
+
+class StudyUpdateView(StudyMixin, FormView):
+    template_name = "studies/study_form.html"
+    form_class = StudyForm
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.user.is_authenticated and self.get_study().status != Study.Status.DRAFT:
+            messages.error(request, "Only a draft study can be edited; its configuration is frozen once opened.")
+            return redirect("study-detail", slug=self.kwargs["slug"])
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "study": self.get_study()}
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(study=self.get_study(), **kwargs)
+
+    def form_valid(self, form):
+        study = self.get_study()
+        changed = validate_config(study.config) | {"presets": {}} != form.config | {"presets": {}}
+        study.name = form.cleaned_data["name"]
+        study.instructions = form.cleaned_data["instructions"]
+        study.config = {**form.config, "presets": study.config.get("presets", {})}
+        study.save(update_fields=["name", "instructions", "config"])
+        note = " Cases were drawn with the old settings: prepare the study again." if changed and study.cases.exists() \
+            else ""
+        messages.success(self.request, "Study saved." + note)
+        return redirect("study-detail", slug=study.slug)
+
+
+class StudyDetailView(StudyMixin, TemplateView):
+    roles = (COORDINATOR, ANALYST)
+    template_name = "studies/study_detail.html"
+
+    def get_context_data(self, **kwargs):
+        study = self.get_study()
+        config = validate_config(study.config)
+        cases = study.cases.select_related("item", "item__generator", "item__dataset").order_by("role", "pk")
+        strata = [
+            {"label": STRATUM_LABELS[stratum_key(s["modality"], s["dimensionality"])], "cases": s["cases"],
+             "preset": config["presets"].get(stratum_key(s["modality"], s["dimensionality"]))}
+            for s in config["strata"]
+        ]
+        return super().get_context_data(
+            study=study, config=config, strata=strata, cases=cases, n_regular=regular_case_count(config),
+            assignments=study.assignments.select_related("reader").order_by("reader__username"),
+            readers_form=ReadersForm(initial={"readers": study.assignments.values_list("reader_id", flat=True)}),
+            **kwargs,
+        )
+
+
+class StudyActionView(StudyMixin, View):
+    """POST-only actions; domain errors become messages on the study page."""
+
+    def post(self, request, slug, action):
+        study = self.get_study()
+        try:
+            if action == "prepare":
+                job = lifecycle.create_prepare_job(study, request.user)
+                return redirect("job-detail", pk=job.pk)
+            if action == "audit":
+                result = run_leak_audit(study)
+                level = messages.success if result["ok"] else messages.error
+                level(request, "Leak audit passed." if result["ok"] else "Leak audit found differences.")
+            elif action == "open":
+                lifecycle.open_study(study)
+                messages.success(request, "The study is open: assigned readers see it on their worklist.")
+            elif action == "close":
+                lifecycle.close_study(study)
+                messages.success(request, "The study is closed. Answers are kept; readers can no longer change them.")
+            elif action == "readers":
+                self._readers(request, study)
+            else:
+                messages.error(request, f"Unknown action {action!r}.")
+        except StudyConfigError as exc:
+            messages.error(request, str(exc))
+        return redirect("study-detail", slug=study.slug)
+
+    def _readers(self, request, study):
+        form = ReadersForm(request.POST)
+        if not form.is_valid():
+            raise StudyConfigError("choose readers from the list")
+        wanted = set(form.cleaned_data["readers"])
+        current = {a.reader for a in study.assignments.select_related("reader")}
+        added = sampling.assign_readers(study, sorted(wanted - current, key=lambda u: u.pk))
+        removed, kept = 0, []
+        for reader in current - wanted:
+            try:
+                sampling.unassign_reader(study, reader)
+                removed += 1
+            except StudyConfigError as exc:
+                kept.append(str(exc))
+        messages.success(request, f"{len(added)} reader(s) added, {removed} removed.")
+        for text in kept:
+            messages.error(request, text)
+
+
+class StudyProgressView(StudyMixin, TemplateView):
+    roles = (COORDINATOR, ANALYST)
+    template_name = "studies/study_progress.html"
+
+    def get_context_data(self, **kwargs):
+        study = self.get_study()
+        rows = study_progress(study)
+        return super().get_context_data(
+            study=study, rows=rows, done=sum(r.done for r in rows), total=sum(r.total for r in rows),
+            refresh_url=reverse("study-progress", kwargs={"slug": study.slug}), **kwargs,
+        )

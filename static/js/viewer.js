@@ -1,0 +1,308 @@
+/* Blinded case viewer: Cornerstone display, stack scrolling, window presets, answers with autosave.
+ *
+ * Everything it knows about the case comes from the #case-data JSON (built by
+ * readerstudy/reading/blinded.py); answers go through AnswerOutbox.
+ */
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("case-data").textContent);
+  var c = data.case;
+  var csrf = document.querySelector('meta[name="csrf-token"]').content;
+  var element = document.getElementById("viewport");
+  var statusEl = document.getElementById("save-status");
+  var sliceLabel = document.getElementById("overlay-slice");
+  var windowLabel = document.getElementById("overlay-window");
+  var slider = document.getElementById("slice-slider");
+  var form = document.getElementById("answer-form");
+  var submitButton = document.getElementById("submit-case");
+  var ANSWERS = ["label", "confidence", "realism", "anatomy", "slice_consistency"];
+
+  // ---- Cornerstone set-up -------------------------------------------------------
+  cornerstoneWADOImageLoader.external.cornerstone = cornerstone;
+  cornerstoneWADOImageLoader.external.dicomParser = dicomParser;
+  cornerstoneTools.external.cornerstone = cornerstone;
+  cornerstoneTools.external.cornerstoneMath = cornerstoneMath;
+  cornerstoneTools.external.Hammer = Hammer;
+  cornerstoneTools.init({ showSVGCursors: false });
+  cornerstone.enable(element);
+  cornerstoneTools.addTool(cornerstoneTools.WwwcTool);
+  cornerstoneTools.addTool(cornerstoneTools.PanTool);
+  cornerstoneTools.addTool(cornerstoneTools.ZoomTool);
+  cornerstoneTools.addTool(cornerstoneTools.ZoomTouchPinchTool);
+  cornerstoneTools.addTool(cornerstoneTools.PanMultiTouchTool);
+  cornerstoneTools.setToolActive("Wwwc", { mouseButtonMask: 1, isTouchActive: true });
+  cornerstoneTools.setToolActive("Pan", { mouseButtonMask: 4 });
+  cornerstoneTools.setToolActive("Zoom", { mouseButtonMask: 2 });
+  cornerstoneTools.setToolActive("ZoomTouchPinch", {});
+  cornerstoneTools.setToolActive("PanMultiTouch", {});
+  element.addEventListener("contextmenu", function (e) { e.preventDefault(); });
+
+  // ---- Telemetry ------------------------------------------------------------------
+  var answer = data.answer;
+  var visited = {};
+  (answer.slices_visited || []).forEach(function (n) { visited[n] = true; });
+  var windowChanges = answer.window_changes || 0;
+  var priorMs = answer.duration_ms || 0;
+  var activeSince = document.visibilityState === "visible" ? Date.now() : null;
+  var activeMs = 0;
+  function durationMs() {
+    return priorMs + activeMs + (activeSince ? Date.now() - activeSince : 0);
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") { activeSince = Date.now(); return; }
+    if (activeSince) { activeMs += Date.now() - activeSince; activeSince = null; }
+    save(answer.submitted);
+  });
+
+  // ---- Stack ----------------------------------------------------------------------
+  var index = 0;
+  var shown = false;
+  var lastVoi = null;
+  var lastVoiChange = 0;
+  var programmaticVoi = false;
+
+  function show(i) {
+    index = Math.max(0, Math.min(c.slices - 1, i));
+    visited[index + 1] = true;
+    var wanted = index;
+    return cornerstone.loadAndCacheImage(c.image_ids[index]).then(function (image) {
+      if (wanted !== index) return;
+      if (!shown) {
+        cornerstone.displayImage(element, image);
+        shown = true;
+        element.setAttribute("data-loaded", "true");
+      } else {
+        cornerstone.displayImage(element, image, cornerstone.getViewport(element));
+      }
+      if (slider) slider.value = index + 1;
+    }).catch(function () {
+      statusEl.textContent = "The image could not be loaded; reload the page to try again.";
+      statusEl.className = "save-status error";
+    });
+  }
+
+  element.addEventListener("cornerstoneimagerendered", function (event) {
+    var voi = event.detail.viewport.voi;
+    sliceLabel.textContent = "Slice " + (index + 1) + "/" + c.slices;
+    windowLabel.textContent = "W " + Math.round(voi.windowWidth) + " L " + Math.round(voi.windowCenter);
+    var key = Math.round(voi.windowWidth) + "/" + Math.round(voi.windowCenter);
+    if (lastVoi !== null && key !== lastVoi && !programmaticVoi) {
+      // One drag is one window change: count a change only after a pause of 500 ms.
+      if (Date.now() - lastVoiChange > 500) windowChanges++;
+      lastVoiChange = Date.now();
+    }
+    programmaticVoi = false;
+    lastVoi = key;
+  });
+
+  function step(delta) { if (c.slices > 1) show(index + delta); }
+
+  element.addEventListener("wheel", function (e) {
+    if (c.slices < 2) return;
+    e.preventDefault();
+    step(e.deltaY > 0 ? 1 : -1);
+  }, { passive: false });
+  if (slider) slider.addEventListener("input", function () { show(parseInt(slider.value, 10) - 1); });
+
+  // Prefetch the whole stack so scrolling is smooth (volumes are small at study matrices).
+  function prefetch(i) {
+    if (i >= c.image_ids.length) return;
+    cornerstone.loadAndCacheImage(c.image_ids[i]).then(function () { prefetch(i + 1); }, function () {});
+  }
+
+  // ---- Window presets, invert, reset, fit, cine ----------------------------------------
+  function applyPreset(p) {
+    var viewport = cornerstone.getViewport(element);
+    if (!viewport) return;
+    if (p.auto) {
+      var image = cornerstone.getImage(element);
+      var pixels = Array.prototype.slice.call(image.getPixelData()).sort(function (a, b) { return a - b; });
+      var lo = pixels[Math.floor((pixels.length - 1) * p.auto[0] / 100)] * image.slope + image.intercept;
+      var hi = pixels[Math.floor((pixels.length - 1) * p.auto[1] / 100)] * image.slope + image.intercept;
+      viewport.voi.windowWidth = Math.max(1, hi - lo);
+      viewport.voi.windowCenter = (hi + lo) / 2;
+    } else {
+      viewport.voi.windowWidth = p.width;
+      viewport.voi.windowCenter = p.center;
+    }
+    programmaticVoi = true;
+    windowChanges++;
+    cornerstone.setViewport(element, viewport);
+  }
+
+  var cineTimer = null;
+  function toggleCine() {
+    var button = document.getElementById("cine");
+    if (!button) return;
+    if (cineTimer) { clearInterval(cineTimer); cineTimer = null; button.textContent = "Cine ▶"; return; }
+    cineTimer = setInterval(function () { show((index + 1) % c.slices); }, 100);
+    button.textContent = "Cine ❚❚";
+  }
+
+  var actions = {
+    invert: function () {
+      var vp = cornerstone.getViewport(element); vp.invert = !vp.invert; cornerstone.setViewport(element, vp);
+    },
+    reset: function () { cornerstone.reset(element); },
+    fit: function () { cornerstone.fitToWindow(element); },
+    cine: toggleCine
+  };
+  document.querySelectorAll(".toolbar button").forEach(function (button) {
+    button.addEventListener("click", function () {
+      if (button.dataset.preset !== undefined) applyPreset(c.presets[+button.dataset.preset]);
+      else actions[button.dataset.action]();
+      element.focus();
+    });
+  });
+  window.addEventListener("resize", function () { cornerstone.resize(element, true); });
+
+  // ---- Answers --------------------------------------------------------------------
+  var outbox = new AnswerOutbox(csrf, function (state, detail, token) {
+    var text = {
+      saving: "Saving…", saved: "All answers saved", offline: "Connection lost: your answers are kept on this device and will be sent",
+      auth: "Not saved yet: your session ended. Log in again in another tab; your answers are kept on this device",
+      rejected: "Not saved: " + detail
+    }[state];
+    statusEl.textContent = text;
+    statusEl.className = "save-status " + state;
+    // The outbox also sends what earlier pages left behind; only this case's replies change its state.
+    if (state === "saved" && token === c.token && detail.answer.submitted) answer.submitted = true;
+  });
+
+  function currentAnswers() {
+    var out = {};
+    ANSWERS.forEach(function (name) {
+      var checked = form.querySelector('input[name="' + name + '"]:checked');
+      if (!checked) { out[name] = null; return; }
+      out[name] = name === "label" ? checked.value : parseInt(checked.value, 10);
+    });
+    return out;
+  }
+
+  function fill(values) {
+    ANSWERS.forEach(function (name) {
+      if (values[name] === null || values[name] === undefined) return;
+      var input = form.querySelector('input[name="' + name + '"][value="' + values[name] + '"]');
+      if (input) input.checked = true;
+    });
+  }
+
+  function complete() {
+    var values = currentAnswers();
+    var names = {};
+    form.querySelectorAll("input[type=radio]").forEach(function (input) { names[input.name] = true; });
+    return Object.keys(names).every(function (name) { return values[name] !== null; });
+  }
+
+  function refreshSubmit() {
+    submitButton.disabled = !complete();
+  }
+
+  function payload(submit) {
+    var p = currentAnswers();
+    p.duration_ms = Math.round(durationMs());
+    p.window_changes = windowChanges;
+    p.slices_visited = Object.keys(visited).map(Number).sort(function (a, b) { return a - b; });
+    p.submit = submit;
+    return p;
+  }
+
+  function save(submit) {
+    if (answer.submitted && !data.navigation.allow_back) return;
+    outbox.put(c.token, data.urls.answer, payload(submit));
+  }
+
+  function choose(name, value) {
+    var input = form.querySelector('input[name="' + name + '"][value="' + value + '"]');
+    if (!input) return;
+    input.checked = true;
+    onChange();
+  }
+
+  function onChange() {
+    refreshSubmit();
+    save(answer.submitted);
+  }
+
+  form.addEventListener("change", function (e) {
+    if (e.target && e.target.blur) e.target.blur();  // keep arrow keys for the stack
+    onChange();
+  });
+
+  function go(url) {
+    if (!url) return;
+    var blank = document.getElementById("blank");
+    if (data.navigation.blank_ms > 0) {
+      blank.hidden = false;
+      setTimeout(function () { window.location.assign(url); }, data.navigation.blank_ms);
+    } else {
+      window.location.assign(url);
+    }
+  }
+
+  var finishing = false;
+  function finish() {
+    if (finishing || !complete()) return;
+    finishing = true;
+    submitButton.disabled = true;
+    outbox.put(c.token, data.urls.answer, payload(true));
+    outbox.whenSaved(c.token).then(function (reply) {
+      var body = reply && reply.body;
+      if (!body) { finishing = false; refreshSubmit(); return; }
+      var next = body.next || data.navigation.resume;
+      if (body.feedback) {
+        var truth = body.feedback.truth === "synthetic" ? "synthetic" : "real";
+        document.getElementById("feedback-text").textContent =
+          "This calibration image is " + truth + ". You answered “" + body.feedback.your_label + "”.";
+        document.getElementById("feedback").hidden = false;
+        document.getElementById("feedback-continue").onclick = function () { go(next); };
+        document.getElementById("feedback-continue").focus();
+      } else {
+        go(next);
+      }
+    }, function () { finishing = false; refreshSubmit(); });
+  }
+  submitButton.addEventListener("click", finish);
+  document.getElementById("previous-case").addEventListener("click", function () {
+    save(answer.submitted);
+    outbox.whenSaved(c.token).then(function () { go(data.navigation.previous); });
+  });
+
+  // ---- Keyboard -------------------------------------------------------------------
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (!document.getElementById("feedback").hidden) {
+      if (e.key === "Enter") { e.preventDefault(); document.getElementById("feedback-continue").click(); }
+      return;
+    }
+    var key = e.key;
+    var handled = true;
+    if (key === "ArrowDown" || key === "ArrowRight" || key === "PageDown") step(1);
+    else if (key === "ArrowUp" || key === "ArrowLeft" || key === "PageUp") step(-1);
+    else if (key === "Home") show(0);
+    else if (key === "End") show(c.slices - 1);
+    else if (key === " ") toggleCine();
+    else if (key === "Escape") actions.reset();
+    else if (key === "i" || key === "I") actions.invert();
+    else if (key === "Enter") finish();
+    else if (/^[1-5]$/.test(key) && data.questions.confidence) choose("confidence", key);
+    else {
+      var option = data.questions.label.filter(function (o) { return o.key === key.toLowerCase(); })[0];
+      if (option) choose("label", option.value); else handled = false;
+    }
+    if (handled) e.preventDefault();
+  });
+
+  // ---- Start ----------------------------------------------------------------------
+  fill(answer);
+  var pending = outbox.pending(c.token);
+  if (pending) fill(pending.payload);  // newer than the server's copy: not acknowledged yet
+  refreshSubmit();
+  if (answer.submitted && !data.navigation.allow_back) {
+    form.querySelectorAll("input").forEach(function (input) { input.disabled = true; });
+  }
+  statusEl.textContent = answer.revision ? "Answers restored" : "";
+  outbox.flush();
+  show(0).then(function () { prefetch(1); });
+  window.addEventListener("pagehide", function () { save(answer.submitted); });
+})();

