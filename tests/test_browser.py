@@ -119,6 +119,23 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
             page.wait_for_function("document.getElementById('overlay-slice').textContent === 'Slice 1/12'")
             page.click("button.preset:text('Lung')")
             page.wait_for_function("document.getElementById('overlay-window').textContent === 'W 1500 L -600'")
+            # Window/level by dragging, invert, reset, cine.
+            box = page.locator("#viewport").bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] / 2 + 80, box["y"] + box["height"] / 2 + 40, steps=5)
+            page.mouse.up()
+            page.wait_for_function("document.getElementById('overlay-window').textContent !== 'W 1500 L -600'")
+            page.keyboard.press("Escape")
+            page.wait_for_function("document.getElementById('overlay-window').textContent === 'W 400 L 40'")
+            plain = canvas_stats(page)["sum"]
+            page.keyboard.press("i")
+            page.wait_for_timeout(200)
+            assert canvas_stats(page)["sum"] != plain, "invert must change the drawn pixels"
+            page.keyboard.press("i")
+            page.click("#cine")
+            page.wait_for_function("document.getElementById('overlay-slice').textContent !== 'Slice 1/12'")
+            page.click("#cine")
         else:
             assert overlay == "Slice 1/1"
 
@@ -142,6 +159,17 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
             page.keyboard.press("f")
             wait_saved(page, "Connection lost")
             page.context.set_offline(False)
+            wait_saved(page)  # sent again by the outbox, nothing else touched
+            assert Read.objects.get(assigned_case__token=page.url.rstrip("/").rsplit("/", 1)[1]).label == "fake"
+
+        if position == 4:
+            # The server restarting behind a proxy (502s): answers are retried until it is back.
+            page.route("**/answer", lambda route: route.fulfill(status=502, body="Bad gateway"))
+            page.keyboard.press("r")
+            wait_saved(page, "Connection lost")
+            page.unroute("**/answer")
+            wait_saved(page)
+            assert Read.objects.get(assigned_case__token=page.url.rstrip("/").rsplit("/", 1)[1]).label == "real"
 
         answer(page, "f" if position % 2 else "r", str(position), 2, 3, 4 if volume else None)
         before = page.url

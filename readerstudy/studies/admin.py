@@ -15,6 +15,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("audit", "opened_at", "closed_at")
     inlines = [StudyCaseInline]
 
 
@@ -34,5 +35,5 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(AssignedCase)
 class AssignedCaseAdmin(admin.ModelAdmin):
-    list_display = ("assignment", "position", "case", "token")
+    list_display = ("assignment", "position", "session", "case", "token")
     raw_id_fields = ("assignment", "case")

@@ -71,8 +71,11 @@ class StudyForm(forms.Form):
             )
         for criterion, title in scales.CRITERIA.items():
             self.fields[_anchor_field(criterion)] = forms.CharField(
-                widget=forms.Textarea(attrs={"rows": 5}), required=False, label=f"Anchors: {title}",
-                help_text="One per line, lowest first. Empty: the template's wording.",
+                widget=forms.Textarea(attrs={
+                    "rows": 5, "placeholder": "\n".join(scales.TEMPLATES["khader"]["anchors"][criterion]),
+                }),
+                required=False, label=f"Anchors: {title}",
+                help_text="One per line, lowest first. Empty: the template's wording (Khader shown).",
             )
         if study is not None:
             del self.fields["seed"]

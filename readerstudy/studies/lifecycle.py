@@ -69,7 +69,7 @@ def create_prepare_job(study: Study, user=None):
     if study.status != Study.Status.DRAFT:
         raise StudyConfigError("only a draft study can be prepared")
     job = Job.objects.create(
-        kind=Job.Kind.PREPARE_STUDY, title=f"Prepare {study.name}", params={"study_id": study.pk}, created_by=user
+        kind=Job.Kind.PREPARE_STUDY, title=f"Prepare {study.name}", params={"study_id": study.pk, "study_slug": study.slug}, created_by=user
     )
     transaction.on_commit(lambda: prepare_study_task.enqueue(job.pk))
     return job

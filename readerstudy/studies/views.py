@@ -8,7 +8,7 @@ from django.views.generic import FormView, TemplateView, View
 
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 
-from . import lifecycle, sampling
+from . import lifecycle, sampling, scales
 from .audit import run_leak_audit
 from .config import StudyConfigError, regular_case_count, stratum_key, validate_config
 from .forms import STRATUM_LABELS, ReadersForm, StudyForm
@@ -98,6 +98,7 @@ class StudyDetailView(StudyMixin, TemplateView):
         ]
         return super().get_context_data(
             study=study, config=config, strata=strata, cases=cases, n_regular=regular_case_count(config),
+            criteria=[scales.CRITERIA[c].lower() for c in config["questions"]["criteria"]],
             assignments=study.assignments.select_related("reader").order_by("reader__username"),
             readers_form=ReadersForm(initial={"readers": study.assignments.values_list("reader_id", flat=True)}),
             **kwargs,
