@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "generation",
     "readerstudy.studies",
     "readerstudy.reading",
+    "readerstudy.stats",
 ]
 
 MIDDLEWARE = [

@@ -14,6 +14,7 @@ urlpatterns = [
     path("pool/", include("readerstudy.imaging.urls")),
     path("jobs/", include("readerstudy.jobs.urls")),
     path("generators/", include("generation.urls")),
+    path("studies/<slug:slug>/analysis/", include("readerstudy.stats.urls")),
     path("studies/", include("readerstudy.studies.urls")),
     path("read/", include("readerstudy.reading.urls")),
     path("admin/", admin.site.urls),

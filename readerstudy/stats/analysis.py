@@ -1,0 +1,231 @@
+"""The whole analysis of a study, as one JSON-ready dict, computed from the raw answers.
+
+Regular cases only (calibration cases are excluded from results; repeats feed
+intra-reader agreement). Positive class = synthetic. Every figure that cannot be
+computed says why (see undefined.py).
+"""
+
+import hashlib
+import json
+from collections import defaultdict
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from readerstudy.studies.config import validate_config
+from readerstudy.studies.scales import CRITERIA
+
+from . import agreement, detection, mrmc, roc, scores
+from .data import answer_rows
+from .undefined import Undefined, to_jsonable
+
+LABEL_CATEGORIES = ["real", "unsure", "fake"]
+MAX_PAIRWISE_READERS = 10
+
+
+def config_hash(study) -> str:
+    """SHA-256 of the study's configuration (canonical JSON), printed with every export."""
+    return hashlib.sha256(json.dumps(study.config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def answers_frame(study) -> pd.DataFrame:
+    rows = list(answer_rows(study))
+    columns = ["reader", "case_id", "role", "repeat_of", "modality", "dimensionality", "truth", "generator",
+               "label", "confidence", "realism", "anatomy", "slice_consistency", "duration_ms",
+               "years_experience", "is_trainee"]
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+
+
+def _experience_bucket(years, trainee) -> str:
+    if trainee:
+        return "trainee"
+    if years is None or pd.isna(years):
+        return "experience unknown"
+    return "< 5 years" if years < 5 else "5-10 years" if years <= 10 else "> 10 years"
+
+
+def _detection(frame: pd.DataFrame, policy: str, ci_method: str) -> dict:
+    return detection.detection_metrics(detection.confusion(frame["truth"], frame["label"]), policy, ci_method)
+
+
+def _ratings_matrix(frame: pd.DataFrame, column: str) -> tuple[list, list, list]:
+    """(subjects x readers ratings with None, reader names, case ids) for one answer column."""
+    pivot = frame.pivot_table(index="case_id", columns="reader", values=column, aggfunc="first")
+    readers, cases = list(pivot.columns), list(pivot.index)
+    values = [[None if pd.isna(v) else (v if isinstance(v, str) else int(v)) for v in row] for row in pivot.values]
+    return values, readers, cases
+
+
+def _agreement(frame: pd.DataFrame, column: str, categories: list, ordinal: bool, bootstrap: int, seed: int) -> dict:
+    data = frame[frame[column].notna() & (frame[column] != "")]
+    if data.empty:
+        return Undefined("no answers")
+    subjects, readers, _ = _ratings_matrix(data, column)
+    if len(readers) < 2:
+        return Undefined("agreement needs two or more readers")
+    coded = [[None if v is None else categories.index(v) + 1 for v in row] for row in subjects]
+    by_rater = [list(col) for col in zip(*coded)]
+    domain = list(range(1, len(categories) + 1))
+    out = {
+        "readers": len(readers), "cases": len(subjects),
+        "percent_agreement": agreement.percent_agreement(subjects),
+        "fleiss_kappa": agreement.fleiss_kappa_ratings(subjects, categories),
+        "krippendorff_alpha_nominal": agreement.krippendorff_alpha(by_rater, "nominal", domain, bootstrap, seed),
+        "gwet_ac1": agreement.gwet_ac(subjects, categories, "unweighted"),
+    }
+    if ordinal:
+        out["krippendorff_alpha_ordinal"] = agreement.krippendorff_alpha(by_rater, "ordinal", domain, bootstrap, seed)
+        out["krippendorff_alpha_interval"] = agreement.krippendorff_alpha(by_rater, "interval", domain, bootstrap, seed)
+        out["gwet_ac2_quadratic"] = agreement.gwet_ac(subjects, categories, "quadratic")
+        complete = [row for row in subjects if all(v is not None for v in row)]
+        out["icc"] = agreement.icc(complete) if len(complete) >= 2 else Undefined(
+            "the ICC needs two or more cases rated by every reader")
+    pairs = []
+    weightings = ("unweighted", "linear", "quadratic") if ordinal else ("unweighted",)
+    for i, j in combinations(range(len(readers)), 2):
+        table = agreement.contingency([r[i] for r in subjects], [r[j] for r in subjects], categories)
+        pairs.append({"readers": [readers[i], readers[j]],
+                      **{w: agreement.cohen_kappa(table, w) for w in weightings}})
+    kappas = [p["unweighted"]["kappa"] for p in pairs if isinstance(p["unweighted"], dict)]
+    out["cohen_kappa_mean_pairwise"] = float(np.mean(kappas)) if kappas else Undefined("no pair of readers "
+                                                                                        "shares two categories")
+    out["cohen_kappa_pairs"] = pairs if len(readers) <= MAX_PAIRWISE_READERS else Undefined(
+        f"more than {MAX_PAIRWISE_READERS} readers: see the mean pairwise kappa")
+    return out
+
+
+def _intra_reader(answers: pd.DataFrame, config: dict) -> dict:
+    """Agreement of each reader with themselves on repeated cases (original vs repeat)."""
+    repeats = answers[answers["role"] == "repeat"]
+    if repeats.empty:
+        return Undefined("the study has no repeated cases")
+    originals = answers[answers["role"] == "regular"].set_index(["reader", "case_id"])
+    out = {}
+    for reader, group in repeats.groupby("reader"):
+        first, second = [], []
+        for _, row in group.iterrows():
+            key = (reader, int(row["repeat_of"]))
+            if key in originals.index:
+                first.append(originals.loc[key])
+                second.append(row)
+        if not first:
+            out[reader] = Undefined("no repeated case answered twice yet")
+            continue
+        entry = {"pairs": len(first)}
+        table = agreement.contingency([a["label"] for a in first], [b["label"] for b in second], LABEL_CATEGORIES)
+        entry["label"] = {"percent_agreement": agreement.percent_agreement_table(table),
+                          "cohen_kappa": agreement.cohen_kappa(table)}
+        for criterion in config["questions"]["criteria"]:
+            scale = [o["value"] for o in config["questions"]["scales"][criterion]]
+            a = [None if pd.isna(x[criterion]) else int(x[criterion]) for x in first]
+            b = [None if pd.isna(x[criterion]) else int(x[criterion]) for x in second]
+            if any(v is not None for v in a):
+                entry[criterion] = agreement.cohen_kappa(agreement.contingency(a, b, scale), "quadratic")
+        out[reader] = entry
+    return out
+
+
+def _scores(frame: pd.DataFrame, config: dict) -> dict:
+    """Per criterion: rating distributions real vs synthetic; Mann-Whitney with the image (mean over readers)."""
+    out, p_values = {}, {}
+    for criterion in config["questions"]["criteria"]:
+        scale = [o["value"] for o in config["questions"]["scales"][criterion]]
+        rated = frame[frame[criterion].notna()]
+        if rated.empty:
+            out[criterion] = Undefined("no ratings")
+            continue
+        per_image = rated.groupby(["case_id", "truth"])[criterion].mean().reset_index()
+        real = per_image[per_image["truth"] == "real"][criterion].to_numpy()
+        synthetic = per_image[per_image["truth"] == "synthetic"][criterion].to_numpy()
+        test = scores.mann_whitney(real, synthetic)
+        out[criterion] = {
+            "title": CRITERIA[criterion],
+            "scale": [{"value": o["value"], "code": o["code"], "text": o["text"]}
+                      for o in config["questions"]["scales"][criterion]],
+            "real": scores.distribution([int(v) for v in rated[rated["truth"] == "real"][criterion]], scale),
+            "synthetic": scores.distribution([int(v) for v in rated[rated["truth"] == "synthetic"][criterion]], scale),
+            "images": {"real": len(real), "synthetic": len(synthetic)},
+            "mann_whitney": test,
+            "unit": "image (mean rating over readers)",
+        }
+        p_values[criterion] = test["p_value"] if isinstance(test, dict) else None
+    for criterion, p in scores.holm(p_values).items():
+        out[criterion]["mann_whitney"]["p_holm"] = p
+    return out
+
+
+def _roc(frame: pd.DataFrame) -> dict:
+    frame = frame.assign(score=[detection.fakeness_score(lab, None if pd.isna(c) else int(c))
+                                for lab, c in zip(frame["label"], frame["confidence"])])
+    per_reader = {reader: roc.reader_auc(g["truth"] == "synthetic", g["score"]) for reader, g in frame.groupby("reader")}
+    readers = sorted(frame["reader"].unique())
+    cases = sorted(frame["case_id"].unique())
+    truth = frame.drop_duplicates("case_id").set_index("case_id").loc[cases, "truth"] == "synthetic"
+    out = {"score": "fake: +confidence, real: -confidence, unsure: 0 (confidence 1 when not asked)",
+           "per_reader": per_reader}
+    pivot = frame.pivot_table(index="reader", columns="case_id", values="score", aggfunc="first").reindex(
+        index=readers, columns=cases)
+    if len(readers) >= 2 and truth.any() and (~truth).any():
+        out["mrmc_real_vs_synthetic"] = mrmc.or_analysis(pivot.to_numpy()[None, :, :], truth.to_numpy(),
+                                                         treatments=["all generators"])
+    else:
+        out["mrmc_real_vs_synthetic"] = Undefined("needs two or more readers and both real and synthetic cases")
+    generators = sorted(g for g in frame["generator"].unique() if g)
+    if len(generators) >= 2 and len(readers) >= 2:
+        case_generator = frame.drop_duplicates("case_id").set_index("case_id").loc[cases, "generator"]
+        stacked = []
+        for g in generators:
+            keep = (case_generator == g) | (case_generator == "")
+            stacked.append(np.where(keep.to_numpy()[None, :], pivot.to_numpy(), np.nan))
+        out["mrmc_generators"] = mrmc.or_analysis(np.array(stacked), truth.to_numpy(), treatments=generators)
+    else:
+        out["mrmc_generators"] = Undefined("comparing generators needs synthetic cases from two or more")
+    return out
+
+
+def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap: int = 500, seed: int = 20231) -> dict:
+    """Everything a paper reports about a study, as a JSON-ready dict."""
+    if policy not in detection.POLICIES:
+        raise ValueError(f"unknown unsure policy {policy!r}; choose from {', '.join(detection.POLICIES)}")
+    config = validate_config(study.config)
+    answers = answers_frame(study)
+    regular = answers[answers["role"] == "regular"]
+    result = {
+        "study": {"name": study.name, "slug": study.slug, "status": study.status, "seed": study.seed,
+                  "config_sha256": config_hash(study)},
+        "settings": {"positive_class": "synthetic", "unsure_policy": policy,
+                     "unsure_policy_description": detection.POLICIES[policy], "ci_method": ci_method,
+                     "bootstrap_replicates": bootstrap, "bootstrap_seed": seed,
+                     "excluded": "calibration cases; repeats are used only for intra-reader agreement"},
+        "counts": {"answers": int(len(regular)), "readers": int(regular["reader"].nunique()),
+                   "cases": int(regular["case_id"].nunique()),
+                   "calibration_answers": int((answers["role"] == "calibration").sum()),
+                   "repeat_answers": int((answers["role"] == "repeat").sum())},
+    }
+    if regular.empty:
+        result["detection"] = Undefined("no submitted answers to regular cases yet")
+        return to_jsonable(result)
+    by = defaultdict(dict)
+    for reader, g in regular.groupby("reader"):
+        by["per_reader"][reader] = _detection(g, policy, ci_method)
+    for modality, g in regular.groupby("modality"):
+        by["by_modality"][modality] = _detection(g, policy, ci_method)
+    reals = regular[regular["truth"] == "real"]
+    for generator in sorted(g for g in regular["generator"].unique() if g):
+        by["by_generator"][generator] = _detection(
+            pd.concat([reals, regular[regular["generator"] == generator]]), policy, ci_method)
+    buckets = [_experience_bucket(y, t) for y, t in zip(regular["years_experience"], regular["is_trainee"])]
+    for bucket, g in regular.assign(bucket=buckets).groupby("bucket"):
+        by["by_experience"][bucket] = _detection(g, policy, ci_method)
+    result["detection"] = {"pooled": _detection(regular, policy, ci_method), **by,
+                           "note": "pooled figures treat answers as independent; see roc.mrmc for reader-"
+                                   "and case-random inference"}
+    result["roc"] = _roc(regular)
+    result["agreement"] = {"label": _agreement(regular, "label", LABEL_CATEGORIES, False, bootstrap, seed)}
+    for criterion in config["questions"]["criteria"]:
+        scale = [o["value"] for o in config["questions"]["scales"][criterion]]
+        result["agreement"][criterion] = _agreement(regular, criterion, scale, True, bootstrap, seed)
+    result["intra_reader"] = _intra_reader(answers, config)
+    result["scores"] = _scores(regular, config)
+    return to_jsonable(result)

@@ -1,0 +1,108 @@
+"""Charts for the analyst dashboard, drawn with matplotlib from the analysis dict (PNG bytes)."""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CHARTS = ("confusion", "ratings", "reader-accuracy", "roc")
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _message(text: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(5, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    return _png(fig)
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) else None
+
+
+def confusion_chart(analysis) -> bytes:
+    det = analysis.get("detection")
+    if not isinstance(det, dict) or "pooled" not in det:
+        return _message("No answers yet")
+    table = det["pooled"]["confusion"]
+    rows, cols = ["synthetic", "real"], ["fake", "unsure", "real"]
+    data = [[table[r][c] for c in cols] for r in rows]
+    fig, ax = plt.subplots(figsize=(4.2, 3))
+    ax.imshow(data, cmap="Blues")
+    for i, row in enumerate(data):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center", color="black")
+    ax.set_xticks(range(3), ["said synthetic", "unsure", "said real"])
+    ax.set_yticks(range(2), ["synthetic", "real"])
+    ax.set_title("All readers (regular cases)")
+    return _png(fig)
+
+
+def ratings_chart(analysis) -> bytes:
+    criteria = {k: v for k, v in (analysis.get("scores") or {}).items() if isinstance(v, dict) and "real" in v}
+    if not criteria:
+        return _message("No ratings yet")
+    fig, axes = plt.subplots(1, len(criteria), figsize=(4 * len(criteria), 3), squeeze=False)
+    for ax, (name, data) in zip(axes[0], criteria.items()):
+        codes = [o["code"] for o in data["scale"]]
+        for offset, truth, colour in ((-0.2, "real", "#4c9f70"), (0.2, "synthetic", "#d1495b")):
+            props = [(_number(data[truth]["proportions"][str(o["value"])]) or 0) for o in data["scale"]]
+            ax.bar([i + offset for i in range(len(codes))], props, width=0.4, label=truth, color=colour)
+        ax.set_xticks(range(len(codes)), codes)
+        ax.set_title(data["title"])
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("share of ratings")
+    axes[0][0].legend()
+    return _png(fig)
+
+
+def reader_accuracy_chart(analysis) -> bytes:
+    det = analysis.get("detection")
+    if not isinstance(det, dict) or not det.get("per_reader"):
+        return _message("No answers yet")
+    names, estimates, lows, highs = [], [], [], []
+    for reader, metrics in det["per_reader"].items():
+        acc = metrics["accuracy"]
+        if _number(acc["estimate"]) is None or not isinstance(acc["ci95"], list):
+            continue
+        names.append(reader)
+        estimates.append(acc["estimate"])
+        lows.append(acc["estimate"] - acc["ci95"][0])
+        highs.append(acc["ci95"][1] - acc["estimate"])
+    fig, ax = plt.subplots(figsize=(5, 0.35 * len(names) + 1.2))
+    ax.errorbar(estimates, range(len(names)), xerr=[lows, highs], fmt="o", capsize=3)
+    ax.axvline(0.5, color="grey", linestyle="--", label="chance")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"accuracy ({analysis['settings']['ci_method']} 95% CI; unsure: "
+                  f"{analysis['settings']['unsure_policy']})")
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def roc_chart(analysis) -> bytes:
+    per_reader = ((analysis.get("roc") or {}).get("per_reader")) or {}
+    curves = {r: v for r, v in per_reader.items() if isinstance(v, dict) and "roc_points" in v}
+    if not curves:
+        return _message("ROC needs real and synthetic answers")
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for reader, data in curves.items():
+        xs, ys = zip(*data["roc_points"])
+        ax.plot(xs, ys, marker=".", label=f"{reader} (AUC {data['auc']:.2f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
+    ax.set_xlabel("1 - specificity (real called synthetic)")
+    ax.set_ylabel("sensitivity (synthetic called synthetic)")
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+RENDERERS = {"confusion": confusion_chart, "ratings": ratings_chart, "reader-accuracy": reader_accuracy_chart,
+             "roc": roc_chart}

@@ -1,0 +1,147 @@
+"""CSV exports for analysts, written row by row so a million answers stream in constant memory."""
+
+import csv
+import json
+
+from django.db.models import Avg, Count, Q
+
+from readerstudy.studies.config import validate_config
+from readerstudy.studies.scales import CONFIDENCE_ANCHORS, LABEL_OPTIONS
+
+from .analysis import config_hash
+from .data import answer_rows
+from .detection import fakeness_score
+
+ANSWER_COLUMNS = [
+    "study", "reader", "reader_years_experience", "reader_is_trainee", "case", "case_role", "repeat_of",
+    "position", "session", "modality", "dimensionality", "truth", "generator",
+    "label", "label_text", "confidence", "confidence_text",
+    "realism", "realism_text", "anatomy", "anatomy_text", "slice_consistency", "slice_consistency_text",
+    "fakeness_score", "duration_ms", "slices_visited", "window_changes", "started_at", "submitted_at", "revision",
+]
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def csv_lines(rows):
+    """Encode an iterable of lists as CSV lines, one at a time."""
+    writer = csv.writer(_Echo())
+    for row in rows:
+        yield writer.writerow(row)
+
+
+def _option_texts(config) -> dict:
+    texts = {"label": {o["value"]: o["text"] for o in LABEL_OPTIONS},
+             "confidence": {i + 1: t for i, t in enumerate(CONFIDENCE_ANCHORS)}}
+    for criterion, options in config["questions"]["scales"].items():
+        texts[criterion] = {o["value"]: f"{o['code']}: {o['text']}" for o in options}
+    return texts
+
+
+def answer_csv_rows(study):
+    """The tidy long table: header, then one row per final answer (calibration and repeats marked)."""
+    config = validate_config(study.config)
+    texts = _option_texts(config)
+    yield ANSWER_COLUMNS
+    for r in answer_rows(study):
+        yield [
+            study.slug, r["reader"], r["years_experience"] if r["years_experience"] is not None else "",
+            "" if r["is_trainee"] is None else int(r["is_trainee"]), r["case_id"], r["role"], r["repeat_of"] or "",
+            r["position"], r["session"], r["modality"], r["dimensionality"], r["truth"], r["generator"],
+            r["label"], texts["label"].get(r["label"], ""),
+            _blank(r["confidence"]), texts["confidence"].get(r["confidence"], ""),
+            _blank(r["realism"]), texts.get("realism", {}).get(r["realism"], ""),
+            _blank(r["anatomy"]), texts.get("anatomy", {}).get(r["anatomy"], ""),
+            _blank(r["slice_consistency"]), texts.get("slice_consistency", {}).get(r["slice_consistency"], ""),
+            fakeness_score(r["label"], r["confidence"]) if r["label"] else "",
+            r["duration_ms"], len(r["slices_visited"] or []), r["window_changes"],
+            _iso(r["started_at"]), _iso(r["submitted_at"]), r["revision"],
+        ]
+
+
+def case_csv_rows(study):
+    """One row per case: truth and provenance summary, answer counts and mean ratings."""
+    submitted = Q(assigned__read__submitted_at__isnull=False)
+    cases = (
+        study.cases.select_related("item", "item__generator", "item__dataset")
+        .annotate(
+            answers=Count("assigned__read", filter=submitted),
+            said_fake=Count("assigned__read", filter=submitted & Q(assigned__read__label="fake")),
+            said_real=Count("assigned__read", filter=submitted & Q(assigned__read__label="real")),
+            said_unsure=Count("assigned__read", filter=submitted & Q(assigned__read__label="unsure")),
+            mean_realism=Avg("assigned__read__realism", filter=submitted),
+            mean_anatomy=Avg("assigned__read__anatomy", filter=submitted),
+            mean_slice_consistency=Avg("assigned__read__slice_consistency", filter=submitted),
+            mean_confidence=Avg("assigned__read__confidence", filter=submitted),
+        )
+        .order_by("pk")
+    )
+    yield ["study", "case", "case_role", "repeat_of", "item", "modality", "dimensionality", "truth", "generator",
+           "dataset_licence", "answers", "said_fake", "said_real", "said_unsure", "mean_realism", "mean_anatomy",
+           "mean_slice_consistency", "mean_confidence"]
+    for c in cases.iterator(chunk_size=2000):
+        item = c.item
+        yield [study.slug, c.pk, c.role, c.repeat_of_id or "", item.public_id, item.modality, item.dimensionality,
+               item.origin, str(item.generator) if item.generator else "", item.dataset.licence if item.dataset_id
+               else "", c.answers, c.said_fake, c.said_real, c.said_unsure, _round(c.mean_realism),
+               _round(c.mean_anatomy), _round(c.mean_slice_consistency), _round(c.mean_confidence)]
+
+
+def imrmc_lines(study):
+    """iMRMC input format: a header, truth rows (reader -1), then reader, case, modality, score rows.
+
+    Score = fakeness (see detection.fakeness_score); positive (1) = synthetic. Regular cases only.
+    """
+    regular = study.cases.filter(role="regular").select_related("item")
+    truth = {c.pk: int(c.item.origin == "synthetic") for c in regular}
+    readers = study.assignments.count()
+    yield f"Study: {study.name} ({study.slug}); score: fake +confidence, real -confidence, unsure 0\n"
+    yield f"config sha256: {config_hash(study)}\n"
+    yield f"NR: {readers}\n"
+    yield f"N0: {sum(1 for v in truth.values() if v == 0)}\n"
+    yield f"N1: {sum(truth.values())}\n"
+    yield "NM: 1\n"
+    yield "BEGIN DATA:\n"
+    for case_id, value in truth.items():
+        yield f"-1,case{case_id},0,{value}\n"
+    for r in answer_rows(study):
+        if r["role"] == "regular" and r["label"]:
+            yield f"{r['reader']},case{r['case_id']},synthetic-detection,{fakeness_score(r['label'], r['confidence'])}\n"
+
+
+def frozen_config(study) -> dict:
+    """The study's configuration, cases and reader orders as run, with the configuration's hash."""
+    return {
+        "study": {"name": study.name, "slug": study.slug, "status": study.status, "seed": study.seed,
+                  "opened_at": _iso(study.opened_at), "closed_at": _iso(study.closed_at)},
+        "config": study.config,
+        "config_sha256": config_hash(study),
+        "cases": [
+            {"case": c.pk, "role": c.role, "repeat_of": c.repeat_of_id, "item": str(c.item.public_id),
+             "modality": c.item.modality, "dimensionality": c.item.dimensionality, "truth": c.item.origin,
+             "generator": str(c.item.generator) if c.item.generator_id else None}
+            for c in study.cases.select_related("item", "item__generator").order_by("pk")
+        ],
+        "readers": [{"reader": a.reader.get_username(), "order_seed": a.order_seed}
+                    for a in study.assignments.select_related("reader").order_by("reader__username")],
+        "leak_audit": study.audit,
+    }
+
+
+def frozen_config_json(study) -> str:
+    return json.dumps(frozen_config(study), indent=2, sort_keys=True)
+
+
+def _blank(value):
+    return "" if value is None else value
+
+
+def _round(value):
+    return "" if value is None else round(value, 4)
+
+
+def _iso(value):
+    return value.isoformat() if value else ""

@@ -1,0 +1,128 @@
+"""Multi-reader multi-case ROC analysis: Obuchowski-Rockette with Hillis (2007) degrees of freedom.
+
+Reader AUCs are empirical (Wilcoxon). Covariances of the AUC estimates come from
+the case jackknife (default) or DeLong's structural components. Treatments may
+use different but overlapping case sets (e.g. real cases shared, synthetic cases
+from each generator): mark cases outside a treatment with NaN; the jackknife
+then leaves out each case of the union.
+"""
+
+import itertools
+
+import numpy as np
+from scipy import stats
+
+from .roc import structural_components
+from .undefined import Undefined
+
+
+def _components(ratings: np.ndarray, truth: np.ndarray):
+    """Per (t, r): AUC and DeLong components over the cases that treatment holds."""
+    t_n, r_n, _ = ratings.shape
+    aucs, comps = np.empty((t_n, r_n)), {}
+    for t, r in itertools.product(range(t_n), range(r_n)):
+        x = ratings[t, r]
+        present = ~np.isnan(x)
+        v10, v01 = structural_components(x[present & truth], x[present & ~truth])
+        aucs[t, r] = v10.mean()
+        comps[t, r] = (np.flatnonzero(present & truth), v10, np.flatnonzero(present & ~truth), v01)
+    return aucs, comps
+
+
+def _jackknife_cov(ratings, truth, aucs, comps) -> np.ndarray:
+    """Leave-one-case-out covariance, from the exact identity for the Wilcoxon AUC:
+    without positive i, AUC = (m AUC - V10_i) / (m - 1); likewise for negatives."""
+    t_n, r_n, k_n = ratings.shape
+    pseudo = np.repeat(aucs.ravel()[None, :], k_n, axis=0)
+    for column, (t, r) in enumerate(itertools.product(range(t_n), range(r_n))):
+        pos_idx, v10, neg_idx, v01 = comps[t, r]
+        m, n, theta = len(pos_idx), len(neg_idx), aucs[t, r]
+        if m > 1:
+            pseudo[pos_idx, column] = (m * theta - v10) / (m - 1)
+        if n > 1:
+            pseudo[neg_idx, column] = (n * theta - v01) / (n - 1)
+    centred = pseudo - pseudo.mean(0)
+    return (k_n - 1) / k_n * centred.T @ centred
+
+
+def _delong_cov(ratings, truth, comps) -> np.ndarray:
+    if np.isnan(ratings).any():
+        raise ValueError("DeLong covariances need every reader to rate every case; use the jackknife")
+    t_n, r_n, _ = ratings.shape
+    v10 = np.array([comps[t, r][1] for t, r in itertools.product(range(t_n), range(r_n))])
+    v01 = np.array([comps[t, r][3] for t, r in itertools.product(range(t_n), range(r_n))])
+    return np.cov(v10) / truth.sum() + np.cov(v01) / (~truth).sum()
+
+
+def covariance_components(cov: np.ndarray, t_n: int, r_n: int) -> dict:
+    """Hillis' Var, Cov1 (same reader, other treatment), Cov2 (other reader, same treatment), Cov3 (both differ)."""
+    groups = {"Var": [], "Cov1": [], "Cov2": [], "Cov3": []}
+    pairs = list(itertools.product(range(t_n), range(r_n)))
+    for i, (t1, r1) in enumerate(pairs):
+        for j, (t2, r2) in enumerate(pairs):
+            key = "Var" if i == j else "Cov1" if r1 == r2 else "Cov2" if t1 == t2 else "Cov3"
+            groups[key].append(cov[i, j])
+    return {k: float(np.mean(v)) if v else Undefined("needs more treatments or readers") for k, v in groups.items()}
+
+
+def or_analysis(ratings, truth, covariance: str = "jackknife", treatments=None, confidence: float = 0.95):
+    """OR/Hillis analysis of ratings[t][r][k] (NaN = case not in treatment t) against truth[k] (1 = positive).
+
+    Returns reader AUCs, treatment means, mean squares, covariance components and,
+    with two or more treatments, the random-reader random-case (RRRC) test; with
+    one or more, each treatment's mean AUC with its RRRC interval.
+    """
+    ratings = np.asarray(ratings, dtype=float)
+    truth = np.asarray(truth).astype(bool)
+    t_n, r_n, _ = ratings.shape
+    names = list(treatments) if treatments is not None else [f"treatment{t + 1}" for t in range(t_n)]
+    if r_n < 2:
+        return Undefined("MRMC analysis needs at least two readers")
+    if covariance not in ("jackknife", "delong"):
+        raise ValueError("covariance must be 'jackknife' or 'delong'")
+    aucs, comps = _components(ratings, truth)
+    if np.isnan(aucs).any():
+        return Undefined("every treatment needs both real and synthetic cases")
+    cov = _jackknife_cov(ratings, truth, aucs, comps) if covariance == "jackknife" else _delong_cov(ratings, truth, comps)
+    comp = covariance_components(cov, t_n, r_n)
+    means = aucs.mean(1)
+    grand = aucs.mean()
+    result = {
+        "covariance_method": covariance, "treatments": names,
+        "reader_auc": {n: aucs[t].tolist() for t, n in enumerate(names)},
+        "treatment_mean_auc": means.tolist(), "components": comp,
+    }
+    alpha = 1 - confidence
+    cov2 = comp["Cov2"] if isinstance(comp["Cov2"], float) else 0.0
+    single = {}
+    for t, name in enumerate(names):
+        ms_r = ((aucs[t] - means[t]) ** 2).sum() / (r_n - 1)
+        denom = ms_r + r_n * max(cov2, 0.0)
+        se = np.sqrt(denom / r_n)
+        df = denom**2 / (ms_r**2 / (r_n - 1)) if ms_r > 0 else np.inf
+        q = stats.t.ppf(1 - alpha / 2, df)
+        single[name] = {"mean_auc": float(means[t]), "se": float(se), "df": float(df),
+                        "ci95": (float(means[t] - q * se), float(means[t] + q * se))}
+    result["per_treatment_rrrc"] = single
+    if t_n < 2:
+        result["rrrc"] = Undefined("comparing treatments needs at least two of them")
+        return result
+    ms_t = r_n * ((means - grand) ** 2).sum() / (t_n - 1)
+    reader_means = aucs.mean(0)
+    ms_tr = ((aucs - means[:, None] - reader_means[None, :] + grand) ** 2).sum() / ((t_n - 1) * (r_n - 1))
+    denom = ms_tr + r_n * max(comp["Cov2"] - comp["Cov3"], 0.0)
+    f = ms_t / denom if denom > 0 else np.inf
+    ddf = denom**2 / (ms_tr**2 / ((t_n - 1) * (r_n - 1))) if ms_tr > 0 else np.inf
+    result.update(MS_T=float(ms_t), MS_TR=float(ms_tr))
+    rrrc = {"F": float(f), "df1": t_n - 1, "df2": float(ddf), "p": float(stats.f.sf(f, t_n - 1, ddf))}
+    if t_n == 2:
+        diff = float(means[0] - means[1])
+        se = np.sqrt(2 / r_n * denom)
+        q = stats.t.ppf(1 - alpha / 2, ddf)
+        rrrc["difference"] = {"estimate": diff, "se": float(se), "ci95": (float(diff - q * se), float(diff + q * se))}
+    result["rrrc"] = rrrc
+    frrc_denom = comp["Var"] - comp["Cov1"] + (r_n - 1) * (comp["Cov2"] - comp["Cov3"])
+    if frrc_denom > 0:
+        chi = (t_n - 1) * ms_t / frrc_denom
+        result["frrc"] = {"chi2": float(chi), "df": t_n - 1, "p": float(stats.chi2.sf(chi, t_n - 1))}
+    return result

@@ -1,0 +1,38 @@
+"""Empirical (Wilcoxon) ROC AUC with DeLong's variance, and ROC curve points."""
+
+import numpy as np
+from scipy import stats
+
+from .undefined import Undefined
+
+
+def structural_components(pos, neg) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's V10 (per positive) and V01 (per negative): mean of psi over the other class."""
+    pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    return psi.mean(1), psi.mean(0)
+
+
+def empirical_auc(pos, neg) -> float:
+    v10, _ = structural_components(pos, neg)
+    return float(v10.mean())
+
+
+def reader_auc(truth, score, confidence: float = 0.95) -> dict | Undefined:
+    """AUC of `score` (higher = more likely positive) against boolean `truth`, DeLong SE, ROC points."""
+    truth = np.asarray(truth, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    pos, neg = score[truth], score[~truth]
+    if len(pos) == 0 or len(neg) == 0:
+        return Undefined("needs both real and synthetic cases")
+    v10, v01 = structural_components(pos, neg)
+    auc = float(v10.mean())
+    var = (v10.var(ddof=1) / len(pos) if len(pos) > 1 else 0.0) + (v01.var(ddof=1) / len(neg) if len(neg) > 1 else 0.0)
+    se = float(np.sqrt(var))
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    thresholds = np.unique(score)[::-1]
+    points = [(0.0, 0.0)] + [
+        (float((neg >= t).mean()), float((pos >= t).mean())) for t in thresholds
+    ]
+    return {"auc": auc, "se_delong": se, "ci95": (max(0.0, auc - z * se), min(1.0, auc + z * se)),
+            "n_positive": int(len(pos)), "n_negative": int(len(neg)), "roc_points": points}
