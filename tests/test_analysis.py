@@ -116,6 +116,7 @@ def test_roc_agreement_and_scores_match_independent_libraries(client, answered):
     mrmc = data["roc"]["mrmc_real_vs_synthetic"]
     assert mrmc["treatment_mean_auc"][0] == pytest.approx(
         np.mean([data["roc"]["per_reader"][r]["auc"] for r in ("reader1", "reader2", "reader3")]))
+    assert data["roc"]["mrmc_real_vs_synthetic_delong"]["covariance_method"] == "delong"
     assert data["roc"]["mrmc_generators"]["undefined"].startswith("comparing generators needs")
 
     labels = {}

@@ -232,3 +232,22 @@ def test_wilcoxon_and_mann_whitney_r_examples():
         r = scores.mann_whitney(i[key]["x"], i[key]["y"], i[key].get("alternative", "two-sided"))
         assert r["U"] == e[key]["W"]
         close(r["p_value"], e[key]["p_value"], tol["p_value"])
+
+
+def test_bootstrap_alpha_from_coincidences_equals_the_krippendorff_package():
+    """The fast per-replicate alpha must agree with the library on the published data sets and random data."""
+    import krippendorff
+
+    rng = np.random.default_rng(3)
+    random_data = rng.integers(1, 6, size=(6, 40)).astype(float)
+    random_data[rng.random(random_data.shape) < 0.2] = np.nan
+    cases = [(load("krippendorff2011_4obs_12units.json")["input"]["ratings"], [1, 2, 3, 4, 5]),
+             (load("krippendorff_wikipedia_3coders_15units.json")["input"]["ratings"], [1, 2, 3, 4]),
+             ([[None if np.isnan(v) else v for v in row] for row in random_data], [1, 2, 3, 4, 5])]
+    for ratings, domain in cases:
+        data = np.array([[np.nan if v is None else v for v in row] for row in ratings], dtype=float)
+        o = agreement.unit_coincidences(data, np.array(domain, dtype=float)).sum(0)
+        for level in ("nominal", "ordinal", "interval", "ratio"):
+            expected = krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=domain)
+            assert agreement.alpha_from_coincidences(o, np.array(domain, dtype=float), level) == pytest.approx(
+                expected, abs=1e-9), level

@@ -50,12 +50,25 @@ def weight_matrix(categories, kind: str) -> np.ndarray:
 def contingency(a, b, categories) -> np.ndarray:
     """Rater A (rows) x rater B (columns) counts over the full category list; pairs with a missing value drop."""
     index = {c: i for i, c in enumerate(categories)}
+    pairs = [(index[x], index[y]) for x, y in zip(a, b) if x is not None and y is not None]
     table = np.zeros((len(categories), len(categories)))
-    for x, y in zip(a, b):
-        if x is None or y is None:
-            continue
-        table[index[x], index[y]] += 1
+    if pairs:
+        rows, cols = zip(*pairs)
+        np.add.at(table, (list(rows), list(cols)), 1)
     return table
+
+
+def kappa_value(table, weighting: str = "unweighted") -> float | None:
+    """Cohen's kappa alone (no standard errors), for summaries over many reader pairs; None if undefined."""
+    table = np.asarray(table, dtype=float)
+    n = table.sum()
+    if n == 0:
+        return None
+    weights = weight_matrix(range(table.shape[0]), weighting)
+    p = table / n
+    pa = (weights * p).sum()
+    pe = (weights * np.outer(p.sum(1), p.sum(0))).sum()
+    return None if pe >= 1 - 1e-12 else float((pa - pe) / (1 - pe))
 
 
 def percent_agreement_table(table) -> float | Undefined:
@@ -235,35 +248,76 @@ def gwet_ac_table(table, categories=None, weighting: str = "unweighted", confide
     }
 
 
+def unit_coincidences(data: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-unit coincidence matrices (units x V x V) of raters x units data (NaN = missing).
+
+    Units with fewer than two values contribute zeros (they are unpairable).
+    """
+    counts = np.stack([(data == v).sum(0) for v in values], axis=1).astype(float)  # units x V
+    m = counts.sum(1)
+    pairable = m >= 2
+    out = np.zeros((data.shape[1], len(values), len(values)))
+    c = counts[pairable]
+    out[pairable] = (c[:, :, None] * c[:, None, :] - np.einsum("uv,vw->uvw", c, np.eye(len(values)))) / (
+        m[pairable] - 1)[:, None, None]
+    return out
+
+
+def alpha_from_coincidences(o: np.ndarray, values: np.ndarray, level: str) -> float:
+    """Krippendorff's alpha from a coincidence matrix: 1 - D_o / D_e with the level's metric."""
+    n_c = o.sum(1)
+    n = n_c.sum()
+    v = np.asarray(values, dtype=float)
+    if level == "nominal":
+        delta = 1 - np.eye(len(v))
+    elif level == "interval":
+        delta = (v[:, None] - v[None, :]) ** 2
+    elif level == "ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            delta = np.nan_to_num(((v[:, None] - v[None, :]) / (v[:, None] + v[None, :])) ** 2)
+    elif level == "ordinal":
+        cum = np.cumsum(n_c)
+        lo, hi = np.minimum.outer(np.arange(len(v)), np.arange(len(v))), np.maximum.outer(np.arange(len(v)),
+                                                                                        np.arange(len(v)))
+        between = cum[hi] - np.where(lo > 0, cum[lo - 1], 0)
+        delta = (between - (n_c[:, None] + n_c[None, :]) / 2) ** 2
+    else:
+        raise ValueError(f"unknown level {level!r}")
+    expected = (np.outer(n_c, n_c) * delta).sum() / (n - 1)
+    return float(1 - (o * delta).sum() / expected) if expected > 0 else float("nan")
+
+
 def krippendorff_alpha(ratings_by_rater, level: str = "nominal", value_domain=None,
                        bootstrap: int = 0, seed: int = 20231, confidence: float = 0.95) -> dict | Undefined:
-    """Krippendorff's alpha for raters x units data (None = missing), with an optional bootstrap CI over units."""
+    """Krippendorff's alpha for raters x units data (None = missing), with an optional bootstrap CI.
+
+    The estimate comes from the `krippendorff` package. The bootstrap resamples
+    units (cases) with a fixed seed; each replicate's alpha is computed from the
+    resampled units' coincidence matrices, which is exact and fast.
+    """
     data = np.array([[np.nan if v is None else float(v) for v in row] for row in ratings_by_rater], dtype=float)
     pairable = (~np.isnan(data)).sum(0)
     if (pairable >= 2).sum() == 0:
         return Undefined("no unit has two or more ratings")
-    values = data[~np.isnan(data)]
-    if len(np.unique(values)) < 2:
+    observed = data[~np.isnan(data)]
+    if len(np.unique(observed)) < 2:
         return Undefined("all ratings are the same value: no variation to assess")
     domain = None if value_domain is None else [float(v) for v in value_domain]
-
-    def alpha_of(matrix):
-        return float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level, value_domain=domain))
-
-    result = {"alpha": alpha_of(data), "level": level, "n_pairable_values": int(pairable[pairable >= 2].sum())}
+    alpha = float(krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=domain))
+    result = {"alpha": alpha, "level": level, "n_pairable_values": int(pairable[pairable >= 2].sum())}
     if bootstrap:
+        values = np.array(domain if domain is not None else np.unique(observed))
+        per_unit = unit_coincidences(data, values)[pairable >= 2]
         rng = np.random.default_rng(seed)
-        units = np.flatnonzero(pairable >= 2)
-        draws = []
-        for _ in range(bootstrap):
-            sample = data[:, rng.choice(units, size=len(units), replace=True)]
-            v = sample[~np.isnan(sample)]
-            if len(np.unique(v)) > 1:
-                draws.append(alpha_of(sample))
-        if draws:
+        units = len(per_unit)
+        weights = np.stack([np.bincount(rng.integers(0, units, units), minlength=units) for _ in range(bootstrap)])
+        replicates = (weights @ per_unit.reshape(units, -1)).reshape(bootstrap, len(values), len(values))
+        draws = np.array([alpha_from_coincidences(o, values, level) for o in replicates])
+        draws = draws[np.isfinite(draws)]
+        if len(draws):
             tail = (1 - confidence) / 2 * 100
             result["ci95_bootstrap"] = tuple(float(x) for x in np.percentile(draws, [tail, 100 - tail]))
-            result["bootstrap"] = {"replicates": len(draws), "seed": seed, "unit": "unit (case)"}
+            result["bootstrap"] = {"replicates": int(len(draws)), "seed": seed, "unit": "case"}
     return result
 
 

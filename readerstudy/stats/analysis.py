@@ -81,16 +81,25 @@ def _agreement(frame: pd.DataFrame, column: str, categories: list, ordinal: bool
         complete = [row for row in subjects if all(v is not None for v in row)]
         out["icc"] = agreement.icc(complete) if len(complete) >= 2 else Undefined(
             "the ICC needs two or more cases rated by every reader")
-    pairs = []
     weightings = ("unweighted", "linear", "quadratic") if ordinal else ("unweighted",)
+    codes = np.array([[v or 0 for v in row] for row in coded])
+    q = len(categories)
+    pairs, means = [], {w: [] for w in weightings}
+    detailed = len(readers) <= MAX_PAIRWISE_READERS
     for i, j in combinations(range(len(readers)), 2):
-        table = agreement.contingency([r[i] for r in subjects], [r[j] for r in subjects], categories)
-        pairs.append({"readers": [readers[i], readers[j]],
-                      **{w: agreement.cohen_kappa(table, w) for w in weightings}})
-    kappas = [p["unweighted"]["kappa"] for p in pairs if isinstance(p["unweighted"], dict)]
-    out["cohen_kappa_mean_pairwise"] = float(np.mean(kappas)) if kappas else Undefined("no pair of readers "
-                                                                                        "shares two categories")
-    out["cohen_kappa_pairs"] = pairs if len(readers) <= MAX_PAIRWISE_READERS else Undefined(
+        both = (codes[:, i] > 0) & (codes[:, j] > 0)
+        table = np.zeros((q, q))
+        np.add.at(table, (codes[both, i] - 1, codes[both, j] - 1), 1)
+        for w in weightings:
+            value = agreement.kappa_value(table, w)
+            if value is not None:
+                means[w].append(value)
+        if detailed:
+            pairs.append({"readers": [readers[i], readers[j]], **{w: agreement.cohen_kappa(table, w) for w in weightings}})
+    out["cohen_kappa_mean_pairwise"] = {
+        w: float(np.mean(v)) if v else Undefined("no pair of readers has a defined kappa") for w, v in means.items()
+    }
+    out["cohen_kappa_pairs"] = pairs if detailed else Undefined(
         f"more than {MAX_PAIRWISE_READERS} readers: see the mean pairwise kappa")
     return out
 
@@ -167,8 +176,12 @@ def _roc(frame: pd.DataFrame) -> dict:
     pivot = frame.pivot_table(index="reader", columns="case_id", values="score", aggfunc="first").reindex(
         index=readers, columns=cases)
     if len(readers) >= 2 and truth.any() and (~truth).any():
-        out["mrmc_real_vs_synthetic"] = mrmc.or_analysis(pivot.to_numpy()[None, :, :], truth.to_numpy(),
-                                                         treatments=["all generators"])
+        matrix = pivot.to_numpy()[None, :, :]
+        out["mrmc_real_vs_synthetic"] = mrmc.or_analysis(matrix, truth.to_numpy(), treatments=["all generators"])
+        out["mrmc_real_vs_synthetic_delong"] = (
+            mrmc.or_analysis(matrix, truth.to_numpy(), covariance="delong", treatments=["all generators"])
+            if not np.isnan(matrix).any() else Undefined("DeLong covariances need every reader to rate every case")
+        )
     else:
         out["mrmc_real_vs_synthetic"] = Undefined("needs two or more readers and both real and synthetic cases")
     generators = sorted(g for g in frame["generator"].unique() if g)
