@@ -15,7 +15,6 @@ are random but plausible), then times:
 import argparse
 import datetime
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "readerstudy.settings")
 os.environ.setdefault("READERSTUDY_DATA_DIR", tempfile.mkdtemp(prefix="bench-"))
 
 import django  # noqa: E402
+from report import cpu_name, publish  # noqa: E402
 
 django.setup()
 warnings.filterwarnings("ignore", message="pandas only supports SQLAlchemy")
@@ -175,8 +175,7 @@ def main():
     pandas_s, pandas_mb, _ = timed(lambda: export_pandas(big, out / "pandas.csv"))
     rows = sum(1 for _ in open(out / "ours.csv")) - 1
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
+    cpu = cpu_name()
     lines = [
         f"## Analysis and exports — {datetime.date.today()}",
         "",
@@ -196,10 +195,7 @@ def main():
         f"Building the data sets (bulk inserts): {built:.0f} s and {built_export:.0f} s.",
         "",
     ]
-    print("\n".join(lines))
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write("\n" + "\n".join(lines))
+    publish(lines, args.write)
 
 
 if __name__ == "__main__":

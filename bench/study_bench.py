@@ -13,7 +13,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ os.environ.setdefault("DJANGO_SECURE_COOKIES", "0")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
 
 import django  # noqa: E402
+from report import cpu_name, publish  # noqa: E402
 
 django.setup()
 
@@ -122,8 +122,7 @@ def main():
     def row(name, values):
         return f"| {name} | {statistics.median(values):.1f} | {max(values):.1f} |"
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
+    cpu = cpu_name()
     lines = [
         f"## Study pages at scale — {datetime.date.today()}",
         "",
@@ -140,10 +139,7 @@ def main():
         row("answer autosave (POST)", save),
         "",
     ]
-    print("\n".join(lines))
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write("\n" + "\n".join(lines))
+    publish(lines, args.write)
 
 
 if __name__ == "__main__":
