@@ -8,6 +8,7 @@ keeps the previous state as a ReadRevision.
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from readerstudy.studies import scales
 from readerstudy.studies.config import criteria_for, validate_config
 from readerstudy.studies.models import AssignedCase, Study, StudyCase
 
@@ -31,8 +32,6 @@ class AnswerError(Exception):
 
 def questions_for(config: dict, dimensionality: str) -> dict:
     """What is asked for a case of this dimensionality (identical for real and synthetic cases)."""
-    from readerstudy.studies import scales
-
     q = config["questions"]
     return {
         "label": scales.LABEL_OPTIONS,
@@ -119,7 +118,11 @@ def _snapshot(read: Read) -> dict:
 
 
 def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
-    """Validate and store one autosave or submission; returns {"answer", "replayed", "feedback"}."""
+    """Validate and store one autosave or submission.
+
+    Returns {"answer", "replayed", "feedback", "next_token", "finished"}: the case the
+    reader may go on to (None if none yet) and whether every case is now answered.
+    """
     assignment = assigned_case.assignment
     study = assignment.study
     config = validate_config(study.config)
@@ -148,7 +151,10 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
     feedback = None
     if read.submitted_at and assigned_case.case.role == StudyCase.Role.CALIBRATION:
         feedback = {"truth": item.origin, "your_label": read.label}
-    return {"answer": answer_state(read), "replayed": replayed, "feedback": feedback}
+    row.update(submitted=read.submitted_at is not None, submitted_at=read.submitted_at)
+    _, next_token = position.neighbours(row)
+    return {"answer": answer_state(read), "replayed": replayed, "feedback": feedback,
+            "next_token": next_token, "finished": position.finished}
 
 
 def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, config: dict) -> bool:

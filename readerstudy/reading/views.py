@@ -145,12 +145,10 @@ class AnswerView(JsonCaseMixin, View):
             result = save_answer(case, payload)
         except AnswerError as exc:
             return no_store(JsonResponse({"error": exc.message, "field": exc.field}, status=exc.status))
-        case.refresh_from_db()
-        position = reader_position(case.assignment)
-        _, following = position.neighbours(position.row(token))
+        following, finished = result.pop("next_token"), result.pop("finished")
         if following:
             result["next"] = reverse("read-case", kwargs={"token": following})
-        elif result["answer"]["submitted"]:
+        elif finished or result["answer"]["submitted"]:
             result["next"] = reverse("read-study", kwargs={"slug": case.assignment.study.slug})
         else:
             result["next"] = None
