@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from .accounts.views import ThrottledLoginView
 from . import views
 
 admin.site.site_header = "Reader-study platform administration"
@@ -9,7 +11,7 @@ admin.site.site_header = "Reader-study platform administration"
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("pool/", include("readerstudy.imaging.urls")),
     path("jobs/", include("readerstudy.jobs.urls")),
@@ -17,5 +19,10 @@ urlpatterns = [
     path("studies/<slug:slug>/analysis/", include("readerstudy.stats.urls")),
     path("studies/", include("readerstudy.studies.urls")),
     path("read/", include("readerstudy.reading.urls")),
+    path("api/v1/", include("readerstudy.api.urls")),
+    path("admin/login/", ThrottledLoginView.as_view(
+        template_name="admin/login.html", authentication_form=AdminAuthenticationForm,
+        extra_context={"site_header": admin.site.site_header, "site_title": admin.site.site_title, "title": "Log in"},
+    ), name="admin-login"),
     path("admin/", admin.site.urls),
 ]

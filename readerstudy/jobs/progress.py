@@ -90,6 +90,11 @@ def run_job(job_id: int, work, echo=None) -> Job:
     return job
 
 
+def request_cancel(job: Job) -> bool:
+    """Ask a running or queued job to stop at its next check; False if it has already finished."""
+    return bool(Job.objects.filter(pk=job.pk).exclude(status__in=Job.FINISHED).update(cancel_requested=True))
+
+
 def retry_job(job: Job) -> bool:
     """Put a failed or cancelled job back in the queue; its work decides what is left to do."""
     updated = Job.objects.filter(pk=job.pk, status__in=[Job.Status.FAILED, Job.Status.CANCELLED]).update(

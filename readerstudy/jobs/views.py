@@ -1,5 +1,4 @@
 from django.contrib import messages
-from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import DetailView, ListView, View
@@ -7,7 +6,7 @@ from django.views.generic import DetailView, ListView, View
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 
 from .models import Job
-from .progress import retry_job
+from .progress import request_cancel
 
 
 def job_state(job: Job) -> dict:
@@ -43,9 +42,7 @@ class JobCancelView(RoleRequiredMixin, View):
     roles = (COORDINATOR,)
 
     def post(self, request, pk):
-        job = get_object_or_404(Job, pk=pk)
-        if not job.is_finished:
-            Job.objects.filter(pk=pk).update(cancel_requested=True)
+        request_cancel(get_object_or_404(Job, pk=pk))
         return redirect("job-detail", pk=pk)
 
 
@@ -55,11 +52,10 @@ class JobRetryView(RoleRequiredMixin, View):
     roles = (COORDINATOR,)
 
     def post(self, request, pk):
-        from generation.tasks import enqueue_generation
+        from generation.tasks import retry_generation
 
         job = get_object_or_404(Job, pk=pk)
-        if job.can_retry and retry_job(job):
-            transaction.on_commit(lambda: enqueue_generation(job))
+        if retry_generation(job):
             messages.success(request, f"Job #{job.pk} queued again.")
         else:
             messages.error(request, "Only failed or cancelled generation jobs can be retried.")

@@ -197,6 +197,22 @@ def _roc(frame: pd.DataFrame) -> dict:
     return out
 
 
+class OptionError(ValueError):
+    """A bad analysis option (query parameter); the message names it and the choices."""
+
+
+def analysis_options(params) -> dict:
+    """The `unsure` and `ci` query parameters as keyword arguments for `analyse`."""
+    from .proportions import METHODS
+
+    policy, ci = params.get("unsure", "exclude"), params.get("ci", "wilson")
+    if policy not in detection.POLICIES:
+        raise OptionError(f"unknown unsure policy {policy!r}; choose from {', '.join(detection.POLICIES)}")
+    if ci not in METHODS:
+        raise OptionError(f"unknown interval method {ci!r}; choose from {', '.join(METHODS)}")
+    return {"policy": policy, "ci_method": ci}
+
+
 def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap: int = 500, seed: int = 20231) -> dict:
     """Everything a paper reports about a study, as a JSON-ready dict."""
     if policy not in detection.POLICIES:
@@ -242,3 +258,20 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
     result["intra_reader"] = _intra_reader(answers, config)
     result["scores"] = _scores(regular, config)
     return to_jsonable(result)
+
+
+def cached_analysis(study, policy: str = "exclude", ci_method: str = "wilson", seconds: int = 600) -> dict:
+    """`analyse`, cached until an answer, the configuration or the options change."""
+    from django.core.cache import cache
+    from django.db.models import Count, Max
+
+    from readerstudy.reading.models import Read
+
+    stamp = Read.objects.filter(assigned_case__assignment__study=study).aggregate(n=Count("pk"), last=Max("saved_at"))
+    state = f"{study.pk}|{policy}|{ci_method}|{stamp['n']}|{stamp['last']}|{config_hash(study)}"
+    key = "analysis-" + hashlib.sha256(state.encode()).hexdigest()
+    result = cache.get(key)
+    if result is None:
+        result = analyse(study, policy=policy, ci_method=ci_method)
+        cache.set(key, result, seconds)
+    return result

@@ -145,3 +145,23 @@ def _round(value):
 
 def _iso(value):
     return value.isoformat() if value else ""
+
+
+EXPORTS = {
+    "answers.csv": ("text/csv", lambda s: csv_lines(answer_csv_rows(s))),
+    "cases.csv": ("text/csv", lambda s: csv_lines(case_csv_rows(s))),
+    "imrmc.txt": ("text/plain", imrmc_lines),
+    "config.json": ("application/json", lambda s: iter([frozen_config_json(s)])),
+}
+
+
+def streaming_response(study, name: str):
+    """A streamed download of one export; the file name carries the study and the configuration hash."""
+    from django.http import StreamingHttpResponse
+
+    content_type, lines = EXPORTS[name]
+    response = StreamingHttpResponse(lines(study), content_type=f"{content_type}; charset=utf-8")
+    stem, ext = name.rsplit(".", 1)
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-{stem}-{config_hash(study)[:8]}.{ext}"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,27 +1,16 @@
 """Analyst dashboard, analysis JSON, charts and exports (coordinators and analysts only)."""
 
-import hashlib
-
-from django.core.cache import cache
-from django.db.models import Count, Max
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.generic import TemplateView, View
 
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
-from readerstudy.reading.models import Read
 from readerstudy.studies.models import Study
 
 from . import charts, exports
-from .analysis import analyse, config_hash
+from .analysis import OptionError, analysis_options, cached_analysis
 from .detection import POLICIES
 from .proportions import METHODS
-
-CACHE_SECONDS = 600
-
-
-class BadOption(ValueError):
-    pass
 
 
 class AnalysisMixin(RoleRequiredMixin):
@@ -30,33 +19,17 @@ class AnalysisMixin(RoleRequiredMixin):
     def dispatch(self, request, *args, **kwargs):
         try:
             return super().dispatch(request, *args, **kwargs)
-        except BadOption as exc:
+        except OptionError as exc:
             return JsonResponse({"error": str(exc)}, status=400)
 
     def get_study(self) -> Study:
         return get_object_or_404(Study, slug=self.kwargs["slug"])
 
     def options(self) -> dict:
-        policy = self.request.GET.get("unsure", "exclude")
-        ci = self.request.GET.get("ci", "wilson")
-        if policy not in POLICIES:
-            raise BadOption(f"unknown unsure policy {policy!r}; choose from {', '.join(POLICIES)}")
-        if ci not in METHODS:
-            raise BadOption(f"unknown interval method {ci!r}; choose from {', '.join(METHODS)}")
-        return {"policy": policy, "ci_method": ci}
+        return analysis_options(self.request.GET)
 
     def analysis(self, study) -> dict:
-        """The analysis, cached until an answer or the configuration changes."""
-        options = self.options()
-        stamp = Read.objects.filter(assigned_case__assignment__study=study).aggregate(
-            n=Count("pk"), last=Max("saved_at"))
-        state = f"{study.pk}|{options['policy']}|{options['ci_method']}|{stamp['n']}|{stamp['last']}|{config_hash(study)}"
-        key = "analysis-" + hashlib.sha256(state.encode()).hexdigest()
-        result = cache.get(key)
-        if result is None:
-            result = analyse(study, **options)
-            cache.set(key, result, CACHE_SECONDS)
-        return result
+        return cached_analysis(study, **self.options())
 
 
 class DashboardView(AnalysisMixin, TemplateView):
@@ -87,24 +60,11 @@ class ChartView(AnalysisMixin, View):
         return response
 
 
-EXPORTS = {
-    "answers.csv": ("text/csv", lambda s: exports.csv_lines(exports.answer_csv_rows(s))),
-    "cases.csv": ("text/csv", lambda s: exports.csv_lines(exports.case_csv_rows(s))),
-    "imrmc.txt": ("text/plain", exports.imrmc_lines),
-    "config.json": ("application/json", lambda s: iter([exports.frozen_config_json(s)])),
-}
-
-
 class ExportView(AnalysisMixin, View):
     """Streamed downloads; the file name carries the study and the configuration hash."""
 
     def get(self, request, slug, name):
-        if name not in EXPORTS:
-            return JsonResponse({"error": f"unknown export {name!r}; choose from {', '.join(EXPORTS)}"}, status=404)
-        study = self.get_study()
-        content_type, lines = EXPORTS[name]
-        response = StreamingHttpResponse(lines(study), content_type=f"{content_type}; charset=utf-8")
-        stem, ext = name.rsplit(".", 1)
-        response["Content-Disposition"] = f'attachment; filename="{study.slug}-{stem}-{config_hash(study)[:8]}.{ext}"'
-        response["Cache-Control"] = "no-store"
-        return response
+        if name not in exports.EXPORTS:
+            return JsonResponse({"error": f"unknown export {name!r}; choose from {', '.join(exports.EXPORTS)}"},
+                                status=404)
+        return exports.streaming_response(self.get_study(), name)

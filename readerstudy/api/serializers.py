@@ -1,0 +1,111 @@
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from generation.models import Generator
+from readerstudy.imaging.models import Dataset, Modality, PoolItem
+from readerstudy.jobs.models import Job
+from readerstudy.studies.config import StudyConfigError, validate_config
+from readerstudy.studies.models import Assignment, Study
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "origin", "licence", "source", "created_at"]
+
+
+class PoolItemSerializer(serializers.ModelSerializer):
+    """Provenance included: coordinators and analysts only (never used for readers)."""
+
+    dataset = serializers.CharField(source="dataset.name", read_only=True)
+    generator = serializers.StringRelatedField()
+
+    class Meta:
+        model = PoolItem
+        fields = ["id", "public_id", "modality", "dimensionality", "origin", "body_part", "dataset", "generator",
+                  "seed", "prompt", "source_name", "source_sha256", "source_locator", "native_shape",
+                  "master_shape", "quality", "created_at"]
+
+
+class GeneratorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Generator
+        fields = ["id", "name", "version", "kind", "modalities", "licence", "model_card", "created_at"]
+
+
+class GenerateRequestSerializer(serializers.Serializer):
+    modality = serializers.ChoiceField(choices=Modality.choices)
+    count = serializers.IntegerField(min_value=1, max_value=10000)
+    seed = serializers.IntegerField(min_value=0, max_value=2**62, default=0)
+    steps = serializers.IntegerField(min_value=1, max_value=1000, default=50)
+    prompt = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "status", "title", "params", "result", "error", "progress_done", "progress_total",
+                  "percent", "message", "cancel_requested", "attempts", "created_at", "started_at", "finished_at"]
+
+
+class StudySerializer(serializers.ModelSerializer):
+    """A study; `config` follows studies/config.py and is validated there."""
+
+    seed = serializers.IntegerField(min_value=0, max_value=2**53, required=False)
+
+    class Meta:
+        model = Study
+        fields = ["slug", "name", "instructions", "status", "seed", "config", "audit", "created_at", "opened_at",
+                  "closed_at"]
+        read_only_fields = ["slug", "status", "audit", "created_at", "opened_at", "closed_at"]
+
+    def validate_config(self, value):
+        try:
+            return validate_config(value)
+        except StudyConfigError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs):
+        if self.instance is not None and self.instance.status != Study.Status.DRAFT:
+            raise serializers.ValidationError("only a draft study can be changed; its configuration is frozen")
+        if self.instance is not None and "seed" in attrs and attrs["seed"] != self.instance.seed:
+            raise serializers.ValidationError({"seed": "the seed is fixed when the study is created"})
+        return attrs
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    reader = serializers.CharField(source="reader.username", read_only=True)
+
+    class Meta:
+        model = Assignment
+        fields = ["reader", "order_seed", "created_at", "completed_at"]
+
+
+class ReadersSerializer(serializers.Serializer):
+    readers = serializers.ListField(child=serializers.CharField(max_length=150), allow_empty=False, max_length=1000)
+
+    def validate_readers(self, names):
+        from readerstudy.accounts.roles import READER
+
+        users = list(get_user_model().objects.filter(username__in=names, groups__name=READER, is_active=True))
+        missing = sorted(set(names) - {u.username for u in users})
+        if missing:
+            raise serializers.ValidationError(f"not active readers: {', '.join(missing)}")
+        return users
+
+
+class AnswerSerializer(serializers.Serializer):
+    """Documents the answer body; validation is reading.answers.save_answer's (same rules as the viewer)."""
+
+    idempotency_key = serializers.CharField(min_length=8, max_length=64)
+    label = serializers.ChoiceField(choices=["real", "fake", "unsure", ""], required=False, allow_null=True)
+    confidence = serializers.IntegerField(required=False, allow_null=True)
+    realism = serializers.IntegerField(required=False, allow_null=True)
+    anatomy = serializers.IntegerField(required=False, allow_null=True)
+    slice_consistency = serializers.IntegerField(required=False, allow_null=True)
+    submit = serializers.BooleanField(required=False, default=False)
+    duration_ms = serializers.IntegerField(required=False, min_value=0)
+    window_changes = serializers.IntegerField(required=False, min_value=0)
+    slices_visited = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)

@@ -1,0 +1,27 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from . import auth, views
+
+app_name = "api"
+
+router = DefaultRouter()
+router.trailing_slash = "/?"  # accept URLs with and without the slash (file-like export names read better without)
+router.include_format_suffixes = False  # "answers.csv" is an export name, not a format suffix
+router.register("datasets", views.DatasetViewSet, basename="dataset")
+router.register("pool", views.PoolItemViewSet, basename="poolitem")
+router.register("generators", views.GeneratorViewSet, basename="generator")
+router.register("jobs", views.JobViewSet, basename="job")
+router.register("studies", views.StudyViewSet, basename="study")
+
+urlpatterns = [
+    path("auth/token", auth.TokenView.as_view(), name="api-token"),
+    path("me", views.MeView.as_view(), name="api-me"),
+    path("reading/studies", views.ReadingStudiesView.as_view(), name="api-reading-studies"),
+    path("reading/cases/<str:token>", views.ReadingCaseView.as_view(), name="api-reading-case"),
+    path("reading/cases/<str:token>/answer", views.ReadingAnswerView.as_view(), name="api-reading-answer"),
+    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api:api-schema"), name="api-docs"),
+    *router.urls,
+]

@@ -1,0 +1,286 @@
+"""REST API: thin views over the same domain functions the web pages use.
+
+Coordinators write; coordinators and analysts read the pool, generators, jobs,
+studies, progress, analysis and exports. Readers only reach their own cases,
+through their opaque tokens, and get exactly what the viewer gets.
+"""
+
+from django.db import transaction
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from generation.config import ConfigError
+from generation.generate import create_generation_job, validate_request
+from generation.models import Generator
+from generation.tasks import retry_generation
+from readerstudy.accounts.roles import ANALYST, COORDINATOR, has_role
+from readerstudy.imaging.models import Dataset, PoolItem
+from readerstudy.jobs.models import Job
+from readerstudy.jobs.progress import request_cancel
+from readerstudy.reading.answers import save_answer
+from readerstudy.reading.blinded import case_payload
+from readerstudy.reading.worklist import reader_assignments, reader_position
+from readerstudy.stats import exports
+from readerstudy.stats.analysis import OptionError, analysis_options, cached_analysis
+from readerstudy.studies import lifecycle, sampling
+from readerstudy.studies.audit import run_leak_audit
+from readerstudy.studies.models import AssignedCase, Study
+from readerstudy.studies.progress import study_progress
+
+from . import serializers as s
+
+
+class RolePermission(BasePermission):
+    """Safe methods for `read_roles`, everything else for `write_roles` (views set both)."""
+
+    message = "Your role does not allow this."
+
+    def has_permission(self, request, view):
+        roles = view.read_roles if request.method in SAFE_METHODS else view.write_roles
+        return has_role(request.user, *roles)
+
+
+class StaffViewSet(viewsets.GenericViewSet):
+    permission_classes = [IsAuthenticated, RolePermission]
+    read_roles = (COORDINATOR, ANALYST)
+    write_roles = (COORDINATOR,)
+
+
+class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    queryset = Dataset.objects.order_by("name")
+    serializer_class = s.DatasetSerializer
+
+
+FILTERS = {"modality": "modality", "origin": "origin", "dimensionality": "dimensionality", "dataset": "dataset_id",
+           "generator": "generator_id"}
+
+
+@extend_schema(parameters=[OpenApiParameter(name, str) for name in FILTERS])
+class PoolItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    """The image pool with provenance; filter by modality, origin, dimensionality, dataset, generator."""
+
+    serializer_class = s.PoolItemSerializer
+
+    def get_queryset(self):
+        qs = PoolItem.objects.select_related("dataset", "generator").order_by("-created_at", "-id")
+        for param, field in FILTERS.items():
+            value = self.request.query_params.get(param)
+            if value:
+                if field.endswith("_id") and not value.isdigit():
+                    raise ValidationError({param: "must be a numeric id"})
+                qs = qs.filter(**{field: value})
+        return qs
+
+
+class GeneratorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    queryset = Generator.objects.all()
+    serializer_class = s.GeneratorSerializer
+
+    @extend_schema(request=s.GenerateRequestSerializer, responses={202: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def generate(self, request, pk=None):
+        """Queue a background job sampling `count` images from this generator."""
+        generator = self.get_object()
+        body = s.GenerateRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        try:
+            validate_request(generator, d["modality"], d["count"], d["seed"], d["steps"], d["prompt"])
+        except ConfigError as exc:
+            raise ValidationError({"error": str(exc)}) from None
+        job = create_generation_job(generator, d["modality"], d["count"], d["seed"], d["steps"], d["prompt"],
+                                    user=request.user, enqueue=True)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    serializer_class = s.JobSerializer
+
+    def get_queryset(self):
+        qs = Job.objects.order_by("-created_at")
+        for param in ("status", "kind"):
+            if value := self.request.query_params.get(param):
+                qs = qs.filter(**{param: value})
+        return qs
+
+    @extend_schema(request=None, responses=s.JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = self.get_object()
+        if not request_cancel(job):
+            return Response({"error": "the job has already finished"}, status=status.HTTP_409_CONFLICT)
+        job.refresh_from_db()
+        return Response(s.JobSerializer(job).data)
+
+    @extend_schema(request=None, responses=s.JobSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        job = self.get_object()
+        if not retry_generation(job):
+            return Response({"error": "only failed or cancelled generation jobs can be retried"},
+                            status=status.HTTP_409_CONFLICT)
+        job.refresh_from_db()
+        return Response(s.JobSerializer(job).data)
+
+
+class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                   mixins.UpdateModelMixin, StaffViewSet):
+    queryset = Study.objects.all()
+    serializer_class = s.StudySerializer
+    lookup_field = "slug"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer):
+        d = serializer.validated_data
+        serializer.instance = lifecycle.create_study(
+            name=d["name"], config=d.get("config", {}), instructions=d.get("instructions", ""),
+            created_by=self.request.user, seed=d.get("seed"),
+        )
+
+    @extend_schema(request=None, responses={202: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def prepare(self, request, slug=None):
+        """Draw the cases, render them and run the leak audit (background job)."""
+        job = lifecycle.create_prepare_job(self.get_object(), request.user)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=s.StudySerializer)
+    @action(detail=True, methods=["post"])
+    def audit(self, request, slug=None):
+        study = self.get_object()
+        run_leak_audit(study)
+        return Response(s.StudySerializer(study).data)
+
+    @extend_schema(request=None, responses=s.StudySerializer)
+    @action(detail=True, methods=["post"], url_path="open")
+    def open_study(self, request, slug=None):
+        study = self.get_object()
+        lifecycle.open_study(study)
+        return Response(s.StudySerializer(study).data)
+
+    @extend_schema(request=None, responses=s.StudySerializer)
+    @action(detail=True, methods=["post"], url_path="close")
+    def close_study(self, request, slug=None):
+        study = self.get_object()
+        lifecycle.close_study(study)
+        return Response(s.StudySerializer(study).data)
+
+    @extend_schema(methods=["GET"], responses=s.AssignmentSerializer(many=True))
+    @extend_schema(methods=["POST", "DELETE"], request=s.ReadersSerializer, responses=s.AssignmentSerializer(many=True))
+    @action(detail=True, methods=["get", "post", "delete"])
+    def readers(self, request, slug=None):
+        """List, add (POST) or remove (DELETE; only readers without answers) readers by user name."""
+        study = self.get_object()
+        if request.method != "GET":
+            body = s.ReadersSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            with transaction.atomic():
+                if request.method == "POST":
+                    sampling.assign_readers(study, body.validated_data["readers"])
+                else:
+                    for reader in body.validated_data["readers"]:
+                        sampling.unassign_reader(study, reader)
+        assignments = study.assignments.select_related("reader").order_by("reader__username")
+        return Response(s.AssignmentSerializer(assignments, many=True).data)
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def progress(self, request, slug=None):
+        rows = study_progress(self.get_object())
+        return Response({"readers": [
+            {"reader": r.reader, "done": r.done, "remaining": r.remaining, "total": r.total,
+             "median_seconds": r.median_seconds, "session": r.session, "completed": r.completed,
+             "last_saved": r.last_saved} for r in rows
+        ]})
+
+    @extend_schema(parameters=[OpenApiParameter("unsure", str), OpenApiParameter("ci", str)], responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def analysis(self, request, slug=None):
+        """The whole analysis (same JSON as the dashboard's)."""
+        try:
+            options = analysis_options(request.query_params)
+        except OptionError as exc:
+            raise ValidationError({"error": str(exc)}) from None
+        return Response(cached_analysis(self.get_object(), **options))
+
+    @extend_schema(parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH, enum=list(exports.EXPORTS))],
+                   responses={(200, "text/csv"): bytes})
+    @action(detail=True, methods=["get"], url_path=r"exports/(?P<name>[\w.]+)")
+    def export(self, request, slug=None, name=None):
+        if name not in exports.EXPORTS:
+            raise Http404(f"unknown export {name!r}; choose from {', '.join(exports.EXPORTS)}")
+        return exports.streaming_response(self.get_object(), name)
+
+
+# --- reading ---------------------------------------------------------------------
+
+def own_case(user, token: str) -> AssignedCase:
+    """The reader's own case in an open or closed study, else 404 (never 403: tokens are not confirmed)."""
+    case = (AssignedCase.objects.select_related("assignment__study", "case__item", "read")
+            .filter(token=token, assignment__reader=user)
+            .exclude(assignment__study__status=Study.Status.DRAFT).first())
+    if case is None:
+        raise Http404("No such case in your worklist.")
+    return case
+
+
+class ReadingStudiesView(APIView):
+    """The studies the logged-in reader takes part in, with their progress."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        out = []
+        for assignment in reader_assignments(request.user):
+            position = reader_position(assignment)
+            current = position.current
+            out.append({
+                "study": assignment.study.slug, "name": assignment.study.name, "status": assignment.study.status,
+                "instructions": assignment.study.instructions, "done": position.done, "total": position.total,
+                "next_case": current["token"] if current and not position.locked_until else None,
+                "locked_until": position.locked_until,
+            })
+        return Response({"studies": out})
+
+
+class ReadingCaseView(APIView):
+    """One of the reader's own cases: the viewer's data (images as wadouri URLs, questions, own answer)."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, token):
+        case = own_case(request.user, token)
+        position = reader_position(case.assignment)
+        if case.assignment.study.status != Study.Status.OPEN or not position.may_open(position.row(token)):
+            return Response({"error": "this case cannot be opened now: cases are read in order"},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(case_payload(case, position))
+
+
+class ReadingAnswerView(APIView):
+    """Autosave or submit an answer; repeat the same idempotency key safely."""
+
+    @extend_schema(request=s.AnswerSerializer, responses={200: dict})
+    def put(self, request, token):
+        case = own_case(request.user, token)
+        if not isinstance(request.data, dict):
+            raise ValidationError({"error": "send a JSON object"})
+        result = save_answer(case, dict(request.data))
+        result["next_case"] = result.pop("next_token")
+        return Response(result)
+
+    post = put
+
+
+class MeView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        from readerstudy.accounts.roles import ROLES
+
+        user = request.user
+        return Response({"username": user.get_username(), "roles": [r for r in ROLES if has_role(user, r)],
+                         "is_admin": user.is_superuser})

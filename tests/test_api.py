@@ -1,0 +1,173 @@
+"""REST API: the permission matrix (every endpoint x every role), token log-in, reading through the API."""
+
+import json
+
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from generation.models import Generator
+from readerstudy.accounts.roles import ANALYST, COORDINATOR
+from readerstudy.imaging.models import Dataset, PoolItem
+from readerstudy.jobs.models import Job
+from readerstudy.reading.models import Read
+from readerstudy.studies.models import AssignedCase, Study
+
+from .studies import make_pool, make_user, open_study_for, readers
+
+pytestmark = pytest.mark.django_db
+ROLES = ["anonymous", "reader_other", "reader_this", "analyst", "coordinator", "admin"]
+
+
+@pytest.fixture
+def world(db):
+    cache.clear()
+    make_pool(real={("CT", "2d"): 6}, synthetic={("CT", "2d"): 6})
+    reader_this, reader_other = readers(2)
+    study = open_study_for([reader_this], {("CT", "2d"): 4}, name="Study A")
+    other = open_study_for([reader_other], {("CT", "2d"): 2}, name="Study B")
+    admin = make_user("root")
+    admin.is_superuser = admin.is_staff = True
+    admin.save()
+    users = {"anonymous": None, "reader_other": reader_other, "reader_this": reader_this,
+             "analyst": make_user("ana", ANALYST), "coordinator": make_user("coord", COORDINATOR), "admin": admin}
+    token = AssignedCase.objects.get(assignment__reader=reader_this, assignment__study=study, position=1).token
+    job = Job.objects.create(kind=Job.Kind.GENERATE, title="t", status=Job.Status.SUCCEEDED)
+    return {"study": study, "other": other, "users": users, "token": token, "job": job,
+            "item": PoolItem.objects.first(), "dataset": Dataset.objects.first(),
+            "generator": Generator.objects.first()}
+
+
+def call(user, method, url, body=None):
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return getattr(client, method)(url, data=json.dumps(body) if body is not None else None,
+                                   content_type="application/json")
+
+
+STAFF_READ = {"anonymous": 401, "reader_other": 403, "reader_this": 403, "analyst": 200, "coordinator": 200,
+              "admin": 200}
+
+
+def staff_write(ok):
+    return {"anonymous": 401, "reader_other": 403, "reader_this": 403, "analyst": 403, "coordinator": ok,
+            "admin": ok}
+
+
+OWN_CASE = {"anonymous": 401, "reader_other": 404, "reader_this": 200, "analyst": 404, "coordinator": 404,
+            "admin": 404}
+ANY_USER = {"anonymous": 401, **{r: 200 for r in ROLES[1:]}}
+
+MATRIX = [
+    ("get", lambda w: "/api/v1/datasets/", STAFF_READ, None),
+    ("get", lambda w: f"/api/v1/datasets/{w['dataset'].pk}/", STAFF_READ, None),
+    ("get", lambda w: "/api/v1/pool/?modality=CT&origin=real", STAFF_READ, None),
+    ("get", lambda w: f"/api/v1/pool/{w['item'].pk}/", STAFF_READ, None),
+    ("get", lambda w: "/api/v1/generators/", STAFF_READ, None),
+    ("get", lambda w: f"/api/v1/generators/{w['generator'].pk}/", STAFF_READ, None),
+    # An imported (external) set cannot be sampled: allowed roles reach validation and get 400.
+    ("post", lambda w: f"/api/v1/generators/{w['generator'].pk}/generate/", staff_write(400),
+     {"modality": "CT", "count": 2}),
+    ("get", lambda w: "/api/v1/jobs/", STAFF_READ, None),
+    ("get", lambda w: f"/api/v1/jobs/{w['job'].pk}/", STAFF_READ, None),
+    ("post", lambda w: f"/api/v1/jobs/{w['job'].pk}/cancel/", staff_write(409), None),
+    ("post", lambda w: f"/api/v1/jobs/{w['job'].pk}/retry/", staff_write(409), None),
+    ("get", lambda w: "/api/v1/studies/", STAFF_READ, None),
+    ("get", lambda w: f"/api/v1/studies/{w['study'].slug}/", STAFF_READ, None),
+    ("patch", lambda w: f"/api/v1/studies/{w['study'].slug}/", staff_write(400), {"name": "renamed"}),
+    ("post", lambda w: f"/api/v1/studies/{w['study'].slug}/prepare/", staff_write(400), None),
+    ("post", lambda w: f"/api/v1/studies/{w['study'].slug}/audit/", staff_write(200), None),
+    ("get", lambda w: f"/api/v1/studies/{w['study'].slug}/readers/", STAFF_READ, None),
+    ("post", lambda w: f"/api/v1/studies/{w['study'].slug}/readers/", staff_write(200),
+     {"readers": ["reader2"]}),
+    ("get", lambda w: f"/api/v1/studies/{w['study'].slug}/progress/", STAFF_READ, None),
+    ("get", lambda w: f"/api/v1/studies/{w['study'].slug}/analysis/", STAFF_READ, None),
+    ("get", lambda w: f"/api/v1/studies/{w['study'].slug}/exports/answers.csv", STAFF_READ, None),
+    ("get", lambda w: f"/api/v1/studies/{w['study'].slug}/exports/config.json", STAFF_READ, None),
+    ("get", lambda w: "/api/v1/reading/studies", ANY_USER, None),
+    ("get", lambda w: f"/api/v1/reading/cases/{w['token']}", OWN_CASE, None),
+    ("get", lambda w: "/api/v1/me", ANY_USER, None),
+    ("get", lambda w: "/api/v1/schema", ANY_USER, None),
+]
+
+
+@pytest.mark.parametrize("method, url, expected, body", MATRIX, ids=[f"{m} {i}" for i, (m, *_) in enumerate(MATRIX)])
+def test_permission_matrix(world, method, url, expected, body):
+    for role in ROLES:
+        response = call(world["users"][role], method, url(world), body)
+        assert response.status_code == expected[role], (role, method, url(world), getattr(response, "data", ""))
+
+
+def test_create_and_close_study_only_as_coordinator(world):
+    body = {"name": "Via API", "config": {"strata": [{"modality": "CT", "dimensionality": "2d", "cases": 2}]}}
+    assert call(world["users"]["analyst"], "post", "/api/v1/studies/", body).status_code == 403
+    response = call(world["users"]["coordinator"], "post", "/api/v1/studies/", body)
+    assert response.status_code == 201 and response.data["status"] == "draft"
+    bad = call(world["users"]["coordinator"], "post", "/api/v1/studies/",
+               {"name": "Bad", "config": {"synthetic_fraction": 2}})
+    assert bad.status_code == 400 and "synthetic_fraction" in json.dumps(bad.data)
+    slug = world["study"].slug
+    assert call(world["users"]["analyst"], "post", f"/api/v1/studies/{slug}/close/").status_code == 403
+    assert call(world["users"]["reader_this"], "post", f"/api/v1/studies/{slug}/close/").status_code == 403
+    assert call(world["users"]["coordinator"], "post", f"/api/v1/studies/{slug}/close/").data["status"] == "closed"
+    again = call(world["users"]["admin"], "post", f"/api/v1/studies/{slug}/close/")
+    assert again.status_code == 400 and again.data["error"] == "only an open study can be closed"
+
+
+def test_readers_answer_through_the_api_idempotently_and_only_their_own_cases(world):
+    reader, other = world["users"]["reader_this"], world["users"]["reader_other"]
+    listing = call(reader, "get", "/api/v1/reading/studies").data["studies"]
+    assert [s["study"] for s in listing] == [world["study"].slug]
+    token = listing[0]["next_case"]
+    assert token == world["token"]
+    case = call(reader, "get", f"/api/v1/reading/cases/{token}").data
+    assert case["case"]["image_ids"][0].startswith("wadouri:/read/case/")
+    assert "origin" not in json.dumps(case) and "generator" not in json.dumps(case)
+    body = {"label": "fake", "confidence": 3, "realism": 2, "anatomy": 2, "submit": True,
+            "idempotency_key": "api-key-0001"}
+    first = call(reader, "put", f"/api/v1/reading/cases/{token}/answer", body)
+    again = call(reader, "put", f"/api/v1/reading/cases/{token}/answer", body)
+    assert first.status_code == again.status_code == 200
+    assert (first.data["replayed"], again.data["replayed"]) == (False, True)
+    assert first.data["next_case"] and Read.objects.filter(assigned_case__token=token).count() == 1
+    stolen = call(other, "put", f"/api/v1/reading/cases/{token}/answer", {**body, "label": "real",
+                                                                          "idempotency_key": "steal-0001"})
+    assert stolen.status_code == 404 and Read.objects.get(assigned_case__token=token).label == "fake"
+    bad = call(reader, "put", f"/api/v1/reading/cases/{first.data['next_case']}/answer",
+               {"label": "maybe", "idempotency_key": "bad-00001"})
+    assert bad.status_code == 400 and "label must be one of" in bad.data["error"]
+
+
+def test_token_login_and_throttling(world, settings):
+    client = APIClient()
+    user = world["users"]["coordinator"]
+    ok = client.post("/api/v1/auth/token", {"username": user.username, "password": "pw-coord"}, format="json")
+    assert ok.status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ok.data['token']}")
+    assert client.get("/api/v1/me").data["roles"] == ["coordinator"]
+    stranger = APIClient()
+    for _ in range(10):
+        assert stranger.post("/api/v1/auth/token", {"username": "ana", "password": "wrong"},
+                             format="json").status_code == 400
+    locked = stranger.post("/api/v1/auth/token", {"username": "ana", "password": "pw-ana"}, format="json")
+    assert locked.status_code == 429
+
+
+def test_web_login_is_throttled_too(client, world):
+    for _ in range(10):
+        assert client.post(reverse("login"), {"username": "ana", "password": "nope"}).status_code == 200
+    response = client.post(reverse("login"), {"username": "ana", "password": "pw-ana"})
+    assert response.status_code == 429 and b"Too many failed log-ins" in response.content
+
+
+def test_pool_filters_and_pagination(world):
+    coordinator = world["users"]["coordinator"]
+    page = call(coordinator, "get", "/api/v1/pool/?origin=synthetic").data
+    assert page["count"] == 6 and all(i["origin"] == "synthetic" for i in page["results"])
+    assert call(coordinator, "get", "/api/v1/pool/?dataset=abc").status_code == 400
+    assert call(coordinator, "get", "/api/v1/studies/nope/").status_code == 404
+    docs = call(coordinator, "get", "/api/v1/docs")
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content and b"cdn" not in docs.content.lower()
+    assert Study.objects.count() == 2
