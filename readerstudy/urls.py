@@ -21,7 +21,7 @@ urlpatterns = [
     path("read/", include("readerstudy.reading.urls")),
     path("api/v1/", include("readerstudy.api.urls")),
     path("admin/login/", ThrottledLoginView.as_view(
-        template_name="admin/login.html", authentication_form=AdminAuthenticationForm,
+        template_name="admin/login.html", authentication_form=AdminAuthenticationForm, next_page="admin:index",
         extra_context={"site_header": admin.site.site_header, "site_title": admin.site.site_title, "title": "Log in"},
     ), name="admin-login"),
     path("admin/", admin.site.urls),

@@ -171,3 +171,28 @@ def test_pool_filters_and_pagination(world):
     docs = call(coordinator, "get", "/api/v1/docs")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content and b"cdn" not in docs.content.lower()
     assert Study.objects.count() == 2
+
+
+def test_study_changes_exports_and_answer_edits_are_audited(world, client):
+    from readerstudy.audit.models import AuditEvent
+
+    coordinator, reader = world["users"]["coordinator"], world["users"]["reader_this"]
+    created = call(coordinator, "post", "/api/v1/studies/",
+                   {"name": "Audited", "config": {"strata": [{"modality": "CT", "dimensionality": "2d", "cases": 2}]}})
+    slug = created.data["slug"]
+    assert call(coordinator, "patch", f"/api/v1/studies/{slug}/", {"instructions": "Be careful"}).status_code == 200
+    call(coordinator, "get", f"/api/v1/studies/{world['study'].slug}/exports/answers.csv")
+    token = world["token"]
+    body = {"label": "fake", "confidence": 3, "realism": 2, "anatomy": 2, "submit": True}
+    call(reader, "put", f"/api/v1/reading/cases/{token}/answer", {**body, "idempotency_key": "audit-0001"})
+    call(reader, "put", f"/api/v1/reading/cases/{token}/answer", {**body, "label": "real",
+                                                                  "idempotency_key": "audit-0002"})
+    call(coordinator, "post", f"/api/v1/studies/{world['study'].slug}/close/")
+    events = list(AuditEvent.objects.order_by("id").values_list("action", "actor__username", "target"))
+    assert ("study.created", "coord", slug) in events
+    assert ("study.changed", "coord", slug) in events
+    assert ("export", "coord", "answers.csv") in events
+    assert ("study.closed", "coord", world["study"].slug) in events
+    change = AuditEvent.objects.get(action="answer.changed")
+    assert change.actor == reader and change.details["before"]["label"] == "fake"
+    assert change.details["after"]["label"] == "real"

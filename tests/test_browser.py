@@ -5,6 +5,7 @@ Skipped, loudly, where /usr/bin/chromium or the playwright package is missing
 """
 
 import os
+import re
 import shutil
 
 import pytest
@@ -17,6 +18,7 @@ from .studies import make_pool, open_study_for, readers
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="!!! SKIPPED: playwright is not installed !!!")
+expect = playwright_api.expect
 if not shutil.which(CHROMIUM):
     pytest.skip(f"!!! SKIPPED: browser tests need Debian's chromium at {CHROMIUM} !!!", allow_module_level=True)
 
@@ -42,6 +44,8 @@ def page(browser):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # The pages must work under the Content-Security-Policy header: no violations reported.
+    page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if "Content Security Policy" in m.text else None)
     yield page
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
@@ -60,16 +64,11 @@ def canvas_stats(page) -> dict:
 
 def wait_loaded(page):
     page.wait_for_selector("#viewport[data-loaded=true]")
-    page.wait_for_function("document.getElementById('overlay-slice').textContent.length > 0")
+    expect(page.locator("#overlay-slice")).not_to_be_empty()
 
 
 def wait_saved(page, prefix="All answers saved"):
-    try:
-        page.wait_for_function(
-            f"document.getElementById('save-status').textContent.startsWith({prefix!r})", timeout=10_000
-        )
-    except playwright_api.TimeoutError:
-        pytest.fail(f"save status is {page.inner_text('#save-status')!r}, expected {prefix!r}")
+    expect(page.locator("#save-status")).to_have_text(re.compile("^" + re.escape(prefix)), timeout=10_000)
 
 
 def answer(page, label_key: str, confidence: str, realism: int, anatomy: int, consistency: int | None):
@@ -111,30 +110,30 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
             assert overlay == "Slice 1/12"
             page.hover("#viewport")
             page.mouse.wheel(0, 120)
-            page.wait_for_function("document.getElementById('overlay-slice').textContent === 'Slice 2/12'")
+            expect(page.locator("#overlay-slice")).to_have_text("Slice 2/12")
             page.keyboard.press("End")
-            page.wait_for_function("document.getElementById('overlay-slice').textContent === 'Slice 12/12'")
+            expect(page.locator("#overlay-slice")).to_have_text("Slice 12/12")
             assert canvas_stats(page)["sum"] != stats["sum"], "a different slice must draw different pixels"
             page.keyboard.press("Home")
-            page.wait_for_function("document.getElementById('overlay-slice').textContent === 'Slice 1/12'")
+            expect(page.locator("#overlay-slice")).to_have_text("Slice 1/12")
             page.click("button.preset:text('Lung')")
-            page.wait_for_function("document.getElementById('overlay-window').textContent === 'W 1500 L -600'")
+            expect(page.locator("#overlay-window")).to_have_text("W 1500 L -600")
             # Window/level by dragging, invert, reset, cine.
             box = page.locator("#viewport").bounding_box()
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.mouse.down()
             page.mouse.move(box["x"] + box["width"] / 2 + 80, box["y"] + box["height"] / 2 + 40, steps=5)
             page.mouse.up()
-            page.wait_for_function("document.getElementById('overlay-window').textContent !== 'W 1500 L -600'")
+            expect(page.locator("#overlay-window")).not_to_have_text("W 1500 L -600")
             page.keyboard.press("Escape")
-            page.wait_for_function("document.getElementById('overlay-window').textContent === 'W 400 L 40'")
+            expect(page.locator("#overlay-window")).to_have_text("W 400 L 40")
             plain = canvas_stats(page)["sum"]
             page.keyboard.press("i")
             page.wait_for_timeout(200)
             assert canvas_stats(page)["sum"] != plain, "invert must change the drawn pixels"
             page.keyboard.press("i")
             page.click("#cine")
-            page.wait_for_function("document.getElementById('overlay-slice').textContent !== 'Slice 1/12'")
+            expect(page.locator("#overlay-slice")).not_to_have_text("Slice 1/12")
             page.click("#cine")
         else:
             assert overlay == "Slice 1/1"
@@ -186,3 +185,19 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
     assert all(r.slice_consistency == 4 and len(r.slices_visited) >= 3 and r.window_changes >= 1 for r in volumes)
     assert reads[1].revisions.filter(snapshot__label="unsure").exists()
     assert PoolItem.objects.count() == 4
+
+
+def test_admin_and_api_docs_work_under_the_content_security_policy(live_server, page, db):
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("boss", password="boss-password-1")
+    page.goto(live_server.url + "/admin/login/")
+    page.fill("input[name=username]", "boss")
+    page.fill("input[name=password]", "boss-password-1")
+    page.click("input[type=submit]")
+    page.wait_for_selector("text=Site administration")
+    page.goto(live_server.url + "/admin/studies/study/add/")
+    page.wait_for_selector("input[name=name]")
+    response = page.goto(live_server.url + "/api/v1/docs")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    page.wait_for_selector(".swagger-ui .opblock", timeout=15_000)

@@ -68,8 +68,6 @@ class StudySerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs):
-        if self.instance is not None and self.instance.status != Study.Status.DRAFT:
-            raise serializers.ValidationError("only a draft study can be changed; its configuration is frozen")
         if self.instance is not None and "seed" in attrs and attrs["seed"] != self.instance.seed:
             raise serializers.ValidationError({"seed": "the seed is fixed when the study is created"})
         return attrs

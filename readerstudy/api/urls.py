@@ -1,8 +1,9 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from . import auth, views
+from .docs import ApiDocsView
 
 app_name = "api"
 
@@ -22,6 +23,6 @@ urlpatterns = [
     path("reading/cases/<str:token>", views.ReadingCaseView.as_view(), name="api-reading-case"),
     path("reading/cases/<str:token>/answer", views.ReadingAnswerView.as_view(), name="api-reading-answer"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="api:api-schema"), name="api-docs"),
+    path("docs", ApiDocsView.as_view(url_name="api:api-schema"), name="api-docs"),
     *router.urls,
 ]

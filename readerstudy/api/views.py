@@ -136,6 +136,10 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     lookup_field = "slug"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
+    def perform_update(self, serializer):
+        fields = {k: v for k, v in serializer.validated_data.items() if k != "seed"}
+        lifecycle.update_study(serializer.instance, self.request.user, **fields)
+
     def perform_create(self, serializer):
         d = serializer.validated_data
         serializer.instance = lifecycle.create_study(
@@ -161,14 +165,14 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     @action(detail=True, methods=["post"], url_path="open")
     def open_study(self, request, slug=None):
         study = self.get_object()
-        lifecycle.open_study(study)
+        lifecycle.open_study(study, request.user)
         return Response(s.StudySerializer(study).data)
 
     @extend_schema(request=None, responses=s.StudySerializer)
     @action(detail=True, methods=["post"], url_path="close")
     def close_study(self, request, slug=None):
         study = self.get_object()
-        lifecycle.close_study(study)
+        lifecycle.close_study(study, request.user)
         return Response(s.StudySerializer(study).data)
 
     @extend_schema(methods=["GET"], responses=s.AssignmentSerializer(many=True))
@@ -182,10 +186,10 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
             body.is_valid(raise_exception=True)
             with transaction.atomic():
                 if request.method == "POST":
-                    sampling.assign_readers(study, body.validated_data["readers"])
+                    sampling.assign_readers(study, body.validated_data["readers"], request.user)
                 else:
                     for reader in body.validated_data["readers"]:
-                        sampling.unassign_reader(study, reader)
+                        sampling.unassign_reader(study, reader, request.user)
         assignments = study.assignments.select_related("reader").order_by("reader__username")
         return Response(s.AssignmentSerializer(assignments, many=True).data)
 
@@ -215,7 +219,7 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     def export(self, request, slug=None, name=None):
         if name not in exports.EXPORTS:
             raise Http404(f"unknown export {name!r}; choose from {', '.join(exports.EXPORTS)}")
-        return exports.streaming_response(self.get_object(), name)
+        return exports.streaming_response(self.get_object(), name, request.user)
 
 
 # --- reading ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ keeps the previous state as a ReadRevision.
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from readerstudy.audit.log import record
 from readerstudy.studies import scales
 from readerstudy.studies.config import criteria_for, validate_config
 from readerstudy.studies.models import AssignedCase, Study, StudyCase
@@ -165,6 +166,9 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
     if read.submitted_at and changed:
         if not config["reading"]["allow_back"]:
             raise AnswerError("answers to finished cases cannot be changed in this study", status=409)
+        record("answer.changed", read.assigned_case.assignment.reader, read.assigned_case.assignment.study,
+               f"read {read.pk}", revision=read.revision + 1,
+               before={n: getattr(read, n) for n in ANSWER_FIELDS}, after=answers)
         if not submit:
             missing = [n for n in ANSWER_FIELDS if getattr(read, n) not in (None, "") and answers[n] in (None, "")]
             if missing:

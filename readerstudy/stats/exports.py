@@ -155,10 +155,13 @@ EXPORTS = {
 }
 
 
-def streaming_response(study, name: str):
-    """A streamed download of one export; the file name carries the study and the configuration hash."""
+def streaming_response(study, name: str, actor=None):
+    """A streamed download of one export (audit-logged); the file name carries the configuration hash."""
     from django.http import StreamingHttpResponse
 
+    from readerstudy.audit.log import record
+
+    record("export", actor, study, name, config_sha256=config_hash(study))
     content_type, lines = EXPORTS[name]
     response = StreamingHttpResponse(lines(study), content_type=f"{content_type}; charset=utf-8")
     stem, ext = name.rsplit(".", 1)

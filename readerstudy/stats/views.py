@@ -67,4 +67,4 @@ class ExportView(AnalysisMixin, View):
         if name not in exports.EXPORTS:
             return JsonResponse({"error": f"unknown export {name!r}; choose from {', '.join(exports.EXPORTS)}"},
                                 status=404)
-        return exports.streaming_response(self.get_study(), name)
+        return exports.streaming_response(self.get_study(), name, request.user)

@@ -12,6 +12,8 @@ from django.utils.text import slugify
 from readerstudy.imaging.pool import ensure_rendition
 from readerstudy.imaging.importing import NullProgress
 
+from readerstudy.audit.log import record
+
 from .audit import run_leak_audit
 from .config import StudyConfigError, stratum_key, validate_config
 from .models import Study
@@ -33,10 +35,27 @@ def unique_slug(name: str) -> str:
 
 def create_study(*, name: str, config: dict, instructions: str = "", created_by=None, seed=None) -> Study:
     """A new draft study with a validated configuration and a stored seed."""
-    return Study.objects.create(
+    study = Study.objects.create(
         name=name, slug=unique_slug(name), instructions=instructions, config=validate_config(config),
         seed=new_study_seed() if seed is None else seed, created_by=created_by,
     )
+    record("study.created", created_by, study, study.slug, seed=study.seed)
+    return study
+
+
+def update_study(study: Study, actor=None, **fields) -> list[str]:
+    """Change name, instructions or config of a draft study; returns the names of the fields that changed."""
+    if study.status != Study.Status.DRAFT:
+        raise StudyConfigError("only a draft study can be changed; its configuration is frozen once opened")
+    if "config" in fields:
+        fields["config"] = {**validate_config(fields["config"]), "presets": study.config.get("presets", {})}
+    changed = [name for name, value in fields.items() if getattr(study, name) != value]
+    for name in changed:
+        setattr(study, name, fields[name])
+    if changed:
+        study.save(update_fields=changed)
+        record("study.changed", actor, study, study.slug, fields=changed)
+    return changed
 
 
 def prepare_study(study: Study, progress=None) -> dict:
@@ -72,10 +91,11 @@ def create_prepare_job(study: Study, user=None):
         kind=Job.Kind.PREPARE_STUDY, title=f"Prepare {study.name}", params={"study_id": study.pk, "study_slug": study.slug}, created_by=user
     )
     transaction.on_commit(lambda: prepare_study_task.enqueue(job.pk))
+    record("study.prepare", user, study, study.slug, job=job.pk)
     return job
 
 
-def open_study(study: Study) -> dict:
+def open_study(study: Study, actor=None) -> dict:
     """Open for reading after a fresh leak audit; raises StudyConfigError saying what blocks it."""
     if study.status == Study.Status.OPEN:
         raise StudyConfigError("the study is already open")
@@ -92,13 +112,15 @@ def open_study(study: Study) -> dict:
         locked.opened_at = locked.opened_at or timezone.now()
         locked.closed_at = None
         locked.save(update_fields=["status", "opened_at", "closed_at"])
+        record("study.opened", actor, locked, locked.slug, audit_files=audit["files"])
     study.refresh_from_db()
     return audit
 
 
-def close_study(study: Study) -> None:
+def close_study(study: Study, actor=None) -> None:
     """Stop reading; answers stay, readers can no longer change them."""
     if study.status != Study.Status.OPEN:
         raise StudyConfigError("only an open study can be closed")
     Study.objects.filter(pk=study.pk).update(status=Study.Status.CLOSED, closed_at=timezone.now())
+    record("study.closed", actor, study, study.slug)
     study.refresh_from_db()

@@ -185,7 +185,7 @@ def _write_order(assignment: Assignment) -> None:
 
 
 @transaction.atomic
-def assign_readers(study: Study, readers) -> list[Assignment]:
+def assign_readers(study: Study, readers, actor=None) -> list[Assignment]:
     """Give each reader (not yet in the study) their own stored, reproducible case order."""
     created = []
     existing = set(study.assignments.values_list("reader_id", flat=True))
@@ -196,11 +196,15 @@ def assign_readers(study: Study, readers) -> list[Assignment]:
         if study.cases.exists():
             _write_order(assignment)
         created.append(assignment)
+    if created:
+        from readerstudy.audit.log import record
+
+        record("study.readers_added", actor, study, study.slug, readers=[a.reader.get_username() for a in created])
     return created
 
 
 @transaction.atomic
-def unassign_reader(study: Study, reader) -> None:
+def unassign_reader(study: Study, reader, actor=None) -> None:
     """Remove a reader who has not answered anything (answers are never deleted)."""
     from readerstudy.reading.models import Read
 
@@ -210,3 +214,6 @@ def unassign_reader(study: Study, reader) -> None:
     if Read.objects.filter(assigned_case__assignment=assignment).exists():
         raise StudyConfigError(f"{reader} has already answered cases in this study and cannot be removed")
     assignment.delete()
+    from readerstudy.audit.log import record
+
+    record("study.reader_removed", actor, study, study.slug, reader=reader.get_username())

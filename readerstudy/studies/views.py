@@ -72,13 +72,10 @@ class StudyUpdateView(StudyMixin, FormView):
 
     def form_valid(self, form):
         study = self.get_study()
-        changed = validate_config(study.config) | {"presets": {}} != form.config | {"presets": {}}
-        study.name = form.cleaned_data["name"]
-        study.instructions = form.cleaned_data["instructions"]
-        study.config = {**form.config, "presets": study.config.get("presets", {})}
-        study.save(update_fields=["name", "instructions", "config"])
-        note = " Cases were drawn with the old settings: prepare the study again." if changed and study.cases.exists() \
-            else ""
+        changed = lifecycle.update_study(study, self.request.user, name=form.cleaned_data["name"],
+                                         instructions=form.cleaned_data["instructions"], config=form.config)
+        note = " Cases were drawn with the old settings: prepare the study again." \
+            if "config" in changed and study.cases.exists() else ""
         messages.success(self.request, "Study saved." + note)
         return redirect("study-detail", slug=study.slug)
 
@@ -119,10 +116,10 @@ class StudyActionView(StudyMixin, View):
                 level = messages.success if result["ok"] else messages.error
                 level(request, "Leak audit passed." if result["ok"] else "Leak audit found differences.")
             elif action == "open":
-                lifecycle.open_study(study)
+                lifecycle.open_study(study, request.user)
                 messages.success(request, "The study is open: assigned readers see it on their worklist.")
             elif action == "close":
-                lifecycle.close_study(study)
+                lifecycle.close_study(study, request.user)
                 messages.success(request, "The study is closed. Answers are kept; readers can no longer change them.")
             elif action == "readers":
                 self._readers(request, study)
@@ -138,11 +135,11 @@ class StudyActionView(StudyMixin, View):
             raise StudyConfigError("choose readers from the list")
         wanted = set(form.cleaned_data["readers"])
         current = {a.reader for a in study.assignments.select_related("reader")}
-        added = sampling.assign_readers(study, sorted(wanted - current, key=lambda u: u.pk))
+        added = sampling.assign_readers(study, sorted(wanted - current, key=lambda u: u.pk), request.user)
         removed, kept = 0, []
         for reader in current - wanted:
             try:
-                sampling.unassign_reader(study, reader)
+                sampling.unassign_reader(study, reader, request.user)
                 removed += 1
             except StudyConfigError as exc:
                 kept.append(str(exc))
