@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from readerstudy.security import policy_with
@@ -10,6 +11,7 @@ class ApiDocsView(SpectacularSwaggerSplitView):
     styles; scripts stay 'self' only.
     """
 
+    @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):
         response = super().get(request, *args, **kwargs)
         response["Content-Security-Policy"] = policy_with(style_src="'self' 'unsafe-inline'")

@@ -8,7 +8,7 @@ TerminalProgress draws it on the command line.
 import sys
 import time
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from .models import Job
@@ -57,6 +57,7 @@ class JobReporter:
                 progress_done=self.job.progress_done,
                 progress_total=self.job.progress_total,
                 message=self.job.message,
+                heartbeat_at=timezone.now(),
             )
             self._last_write = now
 
@@ -72,9 +73,9 @@ def run_job(job_id: int, work, echo=None) -> Job:
         if job.is_finished or job.status == Job.Status.RUNNING:
             return job
         job.status = Job.Status.RUNNING
-        job.started_at = timezone.now()
+        job.started_at = job.heartbeat_at = timezone.now()
         job.attempts += 1
-        job.save(update_fields=["status", "started_at", "attempts"])
+        job.save(update_fields=["status", "started_at", "heartbeat_at", "attempts"])
     reporter = JobReporter(job, echo=echo)
     try:
         result = work(job, reporter)
@@ -88,6 +89,22 @@ def run_job(job_id: int, work, echo=None) -> Job:
     job.finished_at = timezone.now()
     job.save()
     return job
+
+
+def recover_stale_jobs(stale_after_seconds: int = 600) -> list[int]:
+    """Mark jobs left `running` by a worker that died (no progress for a while) as failed, so they can
+    be retried; generation retries make only the missing samples. Returns the ids."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=stale_after_seconds)
+    stale = Job.objects.filter(status=Job.Status.RUNNING).filter(
+        models.Q(heartbeat_at__lt=cutoff) | models.Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+        | models.Q(heartbeat_at__isnull=True, started_at__isnull=True)
+    )
+    ids = list(stale.values_list("pk", flat=True))
+    stale.filter(pk__in=ids).update(
+        status=Job.Status.FAILED, finished_at=timezone.now(),
+        error="The worker stopped while running this job (restart or crash). Retry it to continue.",
+    )
+    return ids
 
 
 def request_cancel(job: Job) -> bool:
