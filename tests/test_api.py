@@ -196,3 +196,29 @@ def test_study_changes_exports_and_answer_edits_are_audited(world, client):
     change = AuditEvent.objects.get(action="answer.changed")
     assert change.actor == reader and change.details["before"]["label"] == "fake"
     assert change.details["after"]["label"] == "real"
+
+
+def test_coordinators_upload_images_through_the_api(world, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from .conftest import pydicom_file
+
+    def upload(user, **extra):
+        client = APIClient()
+        if user:
+            client.force_authenticate(user)
+        files = [SimpleUploadedFile("ct.dcm", pydicom_file("CT_small.dcm").read_bytes()),
+                 SimpleUploadedFile("notes.txt", b"not an image")]
+        return client.post("/api/v1/pool/upload", {"files": files, "modality": "CT", **extra}, format="multipart")
+
+    assert upload(None, new_dataset="x", licence="CC0").status_code == 401
+    assert upload(world["users"]["analyst"], new_dataset="x", licence="CC0").status_code == 403
+    missing = upload(world["users"]["coordinator"], new_dataset="API set")
+    assert missing.status_code == 400 and "licence" in json.dumps(missing.data)
+    before = PoolItem.objects.count()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(world["users"]["coordinator"], new_dataset="API set", licence="CC0")
+    assert response.status_code == 202, response.data
+    job = Job.objects.get(pk=response.data["id"])
+    assert job.status == Job.Status.SUCCEEDED and PoolItem.objects.count() == before + 1
+    assert [o["status"] for o in job.result["outcomes"]] == ["imported", "failed"]

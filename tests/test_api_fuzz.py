@@ -11,7 +11,6 @@ from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 
 schemathesis = pytest.importorskip("schemathesis", reason="!!! SKIPPED: schemathesis is not installed !!!")
-from schemathesis.specs.openapi.checks import ignored_auth  # noqa: E402,F401  (import check only)
 
 schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
 schema.app = WSGIHandler()

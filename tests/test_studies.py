@@ -11,7 +11,6 @@ from django.urls import reverse
 from readerstudy.imaging.models import Origin
 from readerstudy.imaging.pool import rendition_files
 from readerstudy.jobs.models import Job
-from readerstudy.studies.audit import run_leak_audit
 from readerstudy.studies.config import StudyConfigError, validate_config
 from readerstudy.studies.lifecycle import close_study, create_study, open_study, prepare_study
 from readerstudy.studies.models import AssignedCase, Study, StudyCase

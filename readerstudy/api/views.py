@@ -11,6 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,7 +21,9 @@ from generation.generate import create_generation_job, validate_request
 from generation.models import Generator
 from generation.tasks import retry_generation
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, has_role
+from readerstudy.imaging.forms import UploadForm
 from readerstudy.imaging.models import Dataset, PoolItem
+from readerstudy.imaging.tasks import create_upload_job
 from readerstudy.jobs.models import Job
 from readerstudy.jobs.progress import request_cancel
 from readerstudy.reading.answers import save_answer
@@ -76,6 +79,37 @@ class PoolItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffVie
                     raise ValidationError({param: "must be a numeric id"})
                 qs = qs.filter(**{field: value})
         return qs
+
+
+class UploadSerializerDoc(s.serializers.Serializer):
+    files = s.serializers.ListField(child=s.serializers.FileField())
+    modality = s.serializers.CharField()
+    dataset = s.serializers.IntegerField(required=False, help_text="an existing real data set, or:")
+    new_dataset = s.serializers.CharField(required=False)
+    licence = s.serializers.CharField(required=False)
+    source = s.serializers.CharField(required=False)
+    body_part = s.serializers.CharField(required=False)
+    layout = s.serializers.CharField(required=False)
+    slices = s.serializers.IntegerField(required=False)
+
+
+class PoolUploadView(APIView):
+    """Upload image files (multipart) into a real data set; the import runs as a background job."""
+
+    parser_classes = [MultiPartParser]
+    permission_classes = [IsAuthenticated, RolePermission]
+    read_roles = write_roles = (COORDINATOR,)
+
+    @extend_schema(request={"multipart/form-data": UploadSerializerDoc}, responses={202: s.JobSerializer})
+    def post(self, request):
+        data = request.POST.copy()
+        data.setdefault("layout", "auto")
+        form = UploadForm(data, request.FILES)
+        if not form.is_valid():
+            return Response({"error": "invalid upload", "detail": form.errors.get_json_data()},
+                            status=status.HTTP_400_BAD_REQUEST)
+        job = create_upload_job(form.cleaned_data, request.user)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class GeneratorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):

@@ -1,23 +1,19 @@
 import io
-import re
-import shutil
 
 import numpy as np
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import FormView, TemplateView, View
 from PIL import Image
 
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
-from readerstudy.jobs.models import Job
 
 from . import canonical, storage
 from .forms import UploadForm
 from .models import Dataset, Dimensionality, Modality, Origin, PoolItem
-from .tasks import import_upload, upload_dir
+from .tasks import create_upload_job
 
 
 class PoolListView(RoleRequiredMixin, TemplateView):
@@ -69,47 +65,12 @@ class PoolItemPreviewView(RoleRequiredMixin, View):
         return response
 
 
-def _safe_name(index: int, name: str) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit("/", 1)[-1]).strip("._") or "file"
-    return f"{index:05d}_{base[:100]}"
-
-
 class UploadView(RoleRequiredMixin, FormView):
     roles = (COORDINATOR,)
     template_name = "imaging/upload.html"
     form_class = UploadForm
 
     def form_valid(self, form):
-        data = form.cleaned_data
-        with transaction.atomic():
-            dataset = data["dataset"] or Dataset.objects.create(
-                name=data["new_dataset"].strip(), origin=Origin.REAL,
-                licence=data["licence"].strip(), source=data["source"],
-            )
-            job = Job.objects.create(
-                kind=Job.Kind.IMPORT,
-                title=f"Upload of {len(data['uploads'])} file(s) into {dataset.name}",
-                created_by=self.request.user,
-                params={
-                    "modality": data["modality"], "dataset_id": dataset.pk, "body_part": data["body_part"],
-                    "layout": data["layout"], "slices": data["slices"],
-                },
-            )
-            target = upload_dir(job)
-            target.mkdir(parents=True, exist_ok=True)
-            try:
-                for i, upload in enumerate(data["uploads"]):
-                    with open(target / _safe_name(i, upload.name), "wb") as fh:
-                        for chunk in upload.chunks():
-                            fh.write(chunk)
-            except BaseException:
-                shutil.rmtree(target, ignore_errors=True)  # the job row rolls back with it
-                raise
-            transaction.on_commit(lambda: _enqueue(job))
+        job = create_upload_job(form.cleaned_data, self.request.user)
         messages.success(self.request, f"Upload received; import job #{job.pk} queued.")
         return redirect("job-detail", pk=job.pk)
-
-
-def _enqueue(job: Job) -> None:
-    result = import_upload.enqueue(job.pk)
-    Job.objects.filter(pk=job.pk).update(task_id=str(result.id))

@@ -9,7 +9,6 @@ synthetic cases of a stratum is a leak, and the study is refused.
 
 from collections import defaultdict
 
-import numpy as np
 import pydicom
 from django.utils import timezone
 
