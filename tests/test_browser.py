@@ -22,8 +22,6 @@ expect = playwright_api.expect
 if not shutil.which(CHROMIUM):
     pytest.skip(f"!!! SKIPPED: browser tests need Debian's chromium at {CHROMIUM} !!!", allow_module_level=True)
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls here are still plain sync.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -36,6 +34,12 @@ def browser():
         ])
         yield browser
         browser.close()
+
+
+@pytest.fixture(autouse=True)
+def sync_orm_beside_playwright(monkeypatch):
+    """Playwright's sync API runs an event loop in this thread; Django's ORM calls here are still plain sync."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture

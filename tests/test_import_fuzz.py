@@ -29,7 +29,7 @@ def mutate(data: bytes, kind: str, position: float, value: int) -> bytes:
 
 
 @pytest.mark.django_db
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(source=st.sampled_from(SEEDS), kind=st.sampled_from(["truncate", "flip", "zero-run", "insert"]),
        position=st.floats(0.0, 1.0), value=st.integers(0, 255))
 def test_malformed_files_fail_cleanly(tmp_path_factory, import_file, pool_dirs, source, kind, position, value):
@@ -49,3 +49,21 @@ def test_malformed_files_fail_cleanly(tmp_path_factory, import_file, pool_dirs, 
     # Files on disk belong to rows that exist: a failure leaves nothing half-written.
     assert len(masters) == PoolItem.objects.count()
     assert len(renditions) == Rendition.objects.count()
+
+
+@pytest.mark.django_db
+def test_a_decoder_panic_is_reported_as_an_unreadable_file(import_file, tmp_path, monkeypatch):
+    """Rust decoders raise pyo3's PanicException (a BaseException); it must not escape the importer."""
+    import pydicom.dataset
+
+    class PanicException(BaseException):
+        pass
+
+    def panic(self):
+        raise PanicException("index out of bounds: the len is 8192 but the index is 8192")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(panic))
+    report = import_file(pydicom_file("CT_small.dcm"), "CT")
+    (outcome,) = report.outcomes
+    assert outcome.status == "failed" and "the decoder failed" in outcome.message
+    assert PoolItem.objects.count() == 0

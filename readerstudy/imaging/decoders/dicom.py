@@ -92,6 +92,11 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
         raise
     except Exception as exc:  # pydicom raises many types for damaged pixel data
         raise UnreadableImage(f"pixel data cannot be decoded: {_short(exc)}") from None
+    except BaseException as exc:
+        # Decoders written in Rust (pyo3) panic with a BaseException subclass on some damaged streams.
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise UnreadableImage(f"pixel data cannot be decoded: the decoder failed ({_short(exc)})") from None
     arr = np.asarray(arr)
     if arr.ndim >= 3 and arr.shape[-1] in (3, 4) and (photometric != "MONOCHROME2" and photometric != "MONOCHROME1"):
         arr = luminance(arr[..., :3])
