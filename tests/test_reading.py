@@ -240,3 +240,13 @@ def test_analysts_see_studies_but_cannot_change_them(client, team):
     assert client.get(reverse("study-progress", args=[study.slug])).status_code == 200
     assert client.post(reverse("study-action", args=[study.slug, "close"])).status_code == 403
     assert client.get(reverse("study-create")).status_code == 403
+
+
+def test_the_assignment_is_marked_completed_with_the_last_answer(client, team):
+    study_with(team)
+    client.force_login(team[0])
+    assignment = team[0].assignments.get()
+    for position in range(1, 7):
+        post(client, case(team[0], position).token, {**FULL, "submit": True, "idempotency_key": f"done-{position:05d}"})
+        assignment.refresh_from_db()
+        assert (assignment.completed_at is not None) == (position == 6)

@@ -28,12 +28,12 @@ from readerstudy.jobs.models import Job
 from readerstudy.jobs.progress import request_cancel
 from readerstudy.reading.answers import save_answer
 from readerstudy.reading.blinded import case_payload
-from readerstudy.reading.worklist import reader_assignments, reader_position
+from readerstudy.reading.worklist import reader_assignments, reader_case, reader_position
 from readerstudy.stats import exports
 from readerstudy.stats.analysis import OptionError, analysis_options, cached_analysis
 from readerstudy.studies import lifecycle, sampling
-from readerstudy.studies.audit import run_leak_audit
-from readerstudy.studies.models import AssignedCase, Study
+from readerstudy.studies.leak_audit import run_leak_audit
+from readerstudy.studies.models import Study
 from readerstudy.studies.progress import study_progress
 
 from . import serializers as s
@@ -258,16 +258,6 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
 
 # --- reading ---------------------------------------------------------------------
 
-def own_case(user, token: str) -> AssignedCase:
-    """The reader's own case in an open or closed study, else 404 (never 403: tokens are not confirmed)."""
-    case = (AssignedCase.objects.select_related("assignment__study", "case__item", "read")
-            .filter(token=token, assignment__reader=user)
-            .exclude(assignment__study__status=Study.Status.DRAFT).first())
-    if case is None:
-        raise Http404("No such case in your worklist.")
-    return case
-
-
 class ReadingStudiesView(APIView):
     """The studies the logged-in reader takes part in, with their progress."""
 
@@ -291,7 +281,7 @@ class ReadingCaseView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request, token):
-        case = own_case(request.user, token)
+        case = reader_case(request.user, token)
         position = reader_position(case.assignment)
         if case.assignment.study.status != Study.Status.OPEN or not position.may_open(position.row(token)):
             return Response({"error": "this case cannot be opened now: cases are read in order"},
@@ -304,7 +294,7 @@ class ReadingAnswerView(APIView):
 
     @extend_schema(request=s.AnswerSerializer, responses={200: dict})
     def put(self, request, token):
-        case = own_case(request.user, token)
+        case = reader_case(request.user, token)
         if not isinstance(request.data, dict):
             raise ValidationError({"error": "send a JSON object"})
         result = save_answer(case, dict(request.data))

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from readerstudy.audit.log import record
 from readerstudy.studies import scales
-from readerstudy.studies.config import criteria_for, validate_config
+from readerstudy.studies.config import criteria_for
 from readerstudy.studies.models import AssignedCase, Study, StudyCase
 
 from .models import Label, Read, ReadRevision
@@ -125,13 +125,12 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
     reader may go on to (None if none yet) and whether every case is now answered.
     """
     assignment = assigned_case.assignment
-    study = assignment.study
-    config = validate_config(study.config)
+    position = reader_position(assignment)
+    config = position.config
     item = assigned_case.case.item
     answers, telemetry, submit, key = _clean(payload, config, item.dimensionality)
-    if study.status != Study.Status.OPEN:
+    if assignment.study.status != Study.Status.OPEN:
         raise AnswerError("this study is closed for reading; your saved answers are kept", status=409)
-    position = reader_position(assignment)
     row = position.row(assigned_case.token)
     # A finished case always takes telemetry; whether its answers may change is decided in _apply.
     if not (row["submitted"] or position.may_open(row)):
@@ -147,12 +146,13 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
         except IntegrityError:  # two first saves raced to create the Read; the loser retries
             if attempt:
                 raise
-    if submit and not replayed:
-        _mark_completed(assignment)
     feedback = None
     if read.submitted_at and assigned_case.case.role == StudyCase.Role.CALIBRATION:
         feedback = {"truth": item.origin, "your_label": read.label}
     row.update(submitted=read.submitted_at is not None, submitted_at=read.submitted_at)
+    if position.finished and assignment.completed_at is None:
+        type(assignment).objects.filter(pk=assignment.pk, completed_at__isnull=True).update(
+            completed_at=timezone.now())
     _, next_token = position.neighbours(row)
     return {"answer": answer_state(read), "replayed": replayed, "feedback": feedback,
             "next_token": next_token, "finished": position.finished}
@@ -166,13 +166,13 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
     if read.submitted_at and changed:
         if not config["reading"]["allow_back"]:
             raise AnswerError("answers to finished cases cannot be changed in this study", status=409)
-        record("answer.changed", read.assigned_case.assignment.reader, read.assigned_case.assignment.study,
-               f"read {read.pk}", revision=read.revision + 1,
-               before={n: getattr(read, n) for n in ANSWER_FIELDS}, after=answers)
         if not submit:
             missing = [n for n in ANSWER_FIELDS if getattr(read, n) not in (None, "") and answers[n] in (None, "")]
             if missing:
                 raise AnswerError("a finished case keeps a complete answer: cannot clear " + ", ".join(missing))
+        record("answer.changed", read.assigned_case.assignment.reader, read.assigned_case.assignment.study,
+               f"read {read.pk}", revision=read.revision + 1,
+               before={n: getattr(read, n) for n in ANSWER_FIELDS}, after=answers)
     if changed and (read.revision or any(getattr(read, n) not in (None, "") for n in ANSWER_FIELDS)):
         ReadRevision.objects.create(read=read, revision=read.revision, snapshot=_snapshot(read))
     now = timezone.now()
@@ -191,9 +191,3 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
     return False
 
 
-def _mark_completed(assignment) -> None:
-    unfinished = assignment.cases.exclude(read__submitted_at__isnull=False)
-    if assignment.completed_at is None and not unfinished.exists():
-        type(assignment).objects.filter(pk=assignment.pk, completed_at__isnull=True).update(
-            completed_at=timezone.now()
-        )

@@ -9,7 +9,7 @@ checks the responses of a real and a synthetic case against each other.
 from django.urls import reverse
 
 from readerstudy.imaging.models import Dimensionality
-from readerstudy.studies.config import stratum_key, validate_config
+from readerstudy.studies.config import stratum_key
 from readerstudy.studies.models import AssignedCase, StudyCase
 
 from .answers import answer_state, questions_for
@@ -40,7 +40,7 @@ def slice_url(token: str, number: int) -> str:
 def case_payload(assigned_case: AssignedCase, position) -> dict:
     """The viewer's data for one case: images, questions, the reader's own answer, navigation."""
     study = assigned_case.assignment.study
-    config = validate_config(study.config)
+    config = position.config
     item = assigned_case.case.item
     rows, cols, depth = config["presets"][stratum_key(item.modality, item.dimensionality)]
     token = assigned_case.token

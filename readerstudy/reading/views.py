@@ -15,7 +15,7 @@ from readerstudy.studies.models import AssignedCase, Assignment, Study
 
 from .answers import AnswerError, save_answer
 from .blinded import case_payload
-from .worklist import reader_assignments, reader_position
+from .worklist import reader_assignments, reader_case, reader_position
 
 NO_STORE = "no-store"
 
@@ -29,15 +29,7 @@ class ReaderCaseMixin(LoginRequiredMixin):
     """Resolve `token` to the logged-in reader's own case in a visible study, else 404."""
 
     def get_case(self) -> AssignedCase:
-        try:
-            case = AssignedCase.objects.select_related(
-                "assignment__study", "case__item", "read"
-            ).get(token=self.kwargs["token"], assignment__reader=self.request.user)
-        except AssignedCase.DoesNotExist:
-            raise Http404("No such case in your worklist.") from None
-        if case.assignment.study.status == Study.Status.DRAFT:
-            raise Http404("No such case in your worklist.")
-        return case
+        return reader_case(self.request.user, self.kwargs["token"])
 
 
 class JsonCaseMixin(ReaderCaseMixin):

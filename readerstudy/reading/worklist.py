@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import F
+from django.http import Http404
 from django.utils import timezone
 
 from readerstudy.studies.config import validate_config
@@ -85,6 +86,16 @@ def reader_position(assignment: Assignment) -> Position:
     for r in rows:
         r["submitted"] = r["submitted_at"] is not None
     return Position(assignment, rows, validate_config(assignment.study.config))
+
+
+def reader_case(user, token: str) -> AssignedCase:
+    """The reader's own case in an open or closed study, else 404 (never 403: tokens are not confirmed)."""
+    case = (AssignedCase.objects.select_related("assignment__study", "case__item", "read")
+            .filter(token=token, assignment__reader=user)
+            .exclude(assignment__study__status=Study.Status.DRAFT).first())
+    if case is None:
+        raise Http404("No such case in your worklist.")
+    return case
 
 
 def reader_assignments(user):

@@ -14,7 +14,7 @@ from readerstudy.imaging.importing import NullProgress
 
 from readerstudy.audit.log import record
 
-from .audit import run_leak_audit
+from .leak_audit import run_leak_audit
 from .config import StudyConfigError, stratum_key, validate_config
 from .models import Study
 from .sampling import draw_cases, write_cases

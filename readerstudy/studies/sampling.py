@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import transaction
 
+from readerstudy.audit.log import record
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 
 from .config import StudyConfigError, stratum_key, validate_config
@@ -119,8 +120,7 @@ def write_cases(study: Study, draw: Draw) -> None:
     )
     study.config = {**validate_config(study.config), "presets": draw.presets}
     study.save(update_fields=["config"])
-    for assignment in study.assignments.all():
-        _write_order(assignment)
+    _write_orders(study, list(study.assignments.all()))
 
 
 def order_seed(study: Study, reader_id: int) -> int:
@@ -175,13 +175,17 @@ def reader_order(cases: list[StudyCase], config: dict, seed: int) -> list[tuple[
     return order
 
 
-def _write_order(assignment: Assignment) -> None:
-    cases = list(assignment.study.cases.select_related("item"))
-    config = validate_config(assignment.study.config)
+def _write_orders(study: Study, assignments: list[Assignment]) -> None:
+    """Each assignment's cases in its own order (the study's cases and config are read once)."""
+    cases = list(study.cases.select_related("item"))
+    if not cases or not assignments:
+        return
+    config = validate_config(study.config)
     AssignedCase.objects.bulk_create([
         AssignedCase(assignment=assignment, case=case, position=position, session=session)
+        for assignment in assignments
         for position, (case, session) in enumerate(reader_order(cases, config, assignment.order_seed), start=1)
-    ])
+    ], batch_size=5000)
 
 
 @transaction.atomic
@@ -192,13 +196,9 @@ def assign_readers(study: Study, readers, actor=None) -> list[Assignment]:
     for reader in readers:
         if reader.pk in existing:
             continue
-        assignment = Assignment.objects.create(study=study, reader=reader, order_seed=order_seed(study, reader.pk))
-        if study.cases.exists():
-            _write_order(assignment)
-        created.append(assignment)
+        created.append(Assignment.objects.create(study=study, reader=reader, order_seed=order_seed(study, reader.pk)))
+    _write_orders(study, created)
     if created:
-        from readerstudy.audit.log import record
-
         record("study.readers_added", actor, study, study.slug, readers=[a.reader.get_username() for a in created])
     return created
 
@@ -214,6 +214,4 @@ def unassign_reader(study: Study, reader, actor=None) -> None:
     if Read.objects.filter(assigned_case__assignment=assignment).exists():
         raise StudyConfigError(f"{reader} has already answered cases in this study and cannot be removed")
     assignment.delete()
-    from readerstudy.audit.log import record
-
     record("study.reader_removed", actor, study, study.slug, reader=reader.get_username())

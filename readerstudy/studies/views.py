@@ -9,7 +9,7 @@ from django.views.generic import FormView, TemplateView, View
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 
 from . import lifecycle, sampling, scales
-from .audit import run_leak_audit
+from .leak_audit import run_leak_audit
 from .config import StudyConfigError, regular_case_count, stratum_key, validate_config
 from .forms import STRATUM_LABELS, ReadersForm, StudyForm
 from .models import Study
