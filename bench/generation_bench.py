@@ -32,14 +32,14 @@ import torch  # noqa: E402
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
 from generation.config import TrainConfig  # noqa: E402
-from generation.data import CROP_MARGIN, TrainingSet  # noqa: E402
+from generation.data import TrainingSet  # noqa: E402
 from generation.networks import build_network  # noqa: E402
 from generation.sampling import load_model, sample  # noqa: E402
 from generation.training import train  # noqa: E402
 
 
 def synthetic_training_set(config: TrainConfig, n: int = 256) -> TrainingSet:
-    size = int(round(config.resolution * CROP_MARGIN))
+    size = config.resolution
     images = torch.rand(n, 1, size, size) * 2 - 1
     return TrainingSet(images=images, labels=torch.randint(0, len(config.modalities), (n,)), items=[], datasets={})
 

@@ -1,8 +1,12 @@
 """Training data for the built-in models, taken from real pool items.
 
-Images are the pool's master codes mapped to the model's intensity space
-(`intensity.py`: linear for XR and MR, companded HU for CT) and scaled to [-1, 1];
-sampling applies the inverse, so the pool holds canonical codes either way.
+Images are the pool's master codes framed exactly as readers are served them
+(`canonical.frame_codes`: whole field of view, centre-cropped to the matrix's
+aspect, whole depth resampled; no crops, no magnification), mapped to the
+model's intensity space (`intensity.py`: linear for XR and MR, companded HU for
+CT) and scaled to [-1, 1]; sampling applies the inverse, so the pool holds
+canonical codes either way. A generator that learns this distribution perfectly
+makes samples that cannot be told from real cases by their framing.
 """
 
 from dataclasses import dataclass
@@ -17,33 +21,22 @@ from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 from .config import ConfigError, TrainConfig
 from .intensity import codes_to_model
 
-# Training crops come from images this much larger than the model's resolution.
-CROP_MARGIN = 1.125
-
 
 @dataclass
 class TrainingSet:
-    images: torch.Tensor  # float32 (N, 1, [D,] S, S) in [-1, 1], S = margin x resolution
+    images: torch.Tensor  # float32 (N, 1, [D,] R, R) in [-1, 1], R = the model's resolution
     labels: torch.Tensor  # int64 (N,) index into config.modalities
     items: list[int]  # pool item ids used
     datasets: dict[str, str]  # data set name -> licence
+    groups: list[str] = None  # source groups of the items (stored with the model: never drawn beside its samples)
 
     def __len__(self):
         return self.images.shape[0]
 
-    def batch(self, rng: np.random.Generator, size: int, resolution: int, depth: int | None = None):
-        """A random batch with random crops (the only augmentation: flips would mirror anatomy)."""
+    def batch(self, rng: np.random.Generator, size: int, resolution: int = None, depth: int | None = None):
+        """A random batch of whole training images (no crops or flips: either would change the framing)."""
         idx = rng.integers(0, len(self), size=size)
-        full = self.images.shape[-1]
-        offsets = rng.integers(0, full - resolution + 1, size=(size, 2))
-        crops = []
-        for i, (dy, dx) in zip(idx, offsets):
-            image = self.images[i]
-            if depth is not None:
-                dz = int(rng.integers(0, image.shape[1] - depth + 1))
-                image = image[:, dz : dz + depth]
-            crops.append(image[..., dy : dy + resolution, dx : dx + resolution])
-        return torch.stack(crops), self.labels[torch.as_tensor(idx)]
+        return self.images[torch.as_tensor(idx)], self.labels[torch.as_tensor(idx)]
 
 
 def training_items(config: TrainConfig):
@@ -65,27 +58,20 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
         missing = set(config.datasets) - {i.dataset.name for i in items}
         if missing:
             raise ConfigError(f"no usable items in data set(s) {', '.join(sorted(missing))}")
-    size = int(round(config.resolution * CROP_MARGIN))
+    size = config.resolution
     images, labels, modalities = [], [], []
     for item in items:
         codes = np.asarray(storage.load_master(item.master_file))
         label = config.modalities.index(item.modality)
         if config.dims == 2:
             for k in content_slices(codes, config.max_slices_per_volume):
-                images.append(canonical.resample_codes(codes[k : k + 1], size, size, 1))
+                images.append(canonical.frame_codes(codes[k : k + 1], size, size, 1))
                 labels.append(label)
                 modalities.append(item.modality)
         else:
-            d, h, w = codes.shape
-            scale = size / min(h, w)
-            depth = max(config.depth, int(round(d * scale)))
-            images.append(canonical.resample_codes(codes, size, size, depth)[None])
+            images.append(canonical.frame_codes(codes, size, size, config.depth)[None])
             labels.append(label)
             modalities.append(item.modality)
-    if config.dims == 3:
-        # Volumes differ in depth; crop all to the shallowest (at least config.depth).
-        shallowest = min(v.shape[1] for v in images)
-        images = [v[:, (v.shape[1] - shallowest) // 2 : (v.shape[1] - shallowest) // 2 + shallowest] for v in images]
     array = np.stack(images)
     model_space = np.stack(
         [codes_to_model(image, modality, config.companded_ct) for image, modality in zip(array, modalities)]
@@ -96,4 +82,5 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
         labels=torch.tensor(labels, dtype=torch.int64),
         items=[i.pk for i in items],
         datasets={i.dataset.name: i.dataset.licence for i in items},
+        groups=sorted({i.source_group for i in items}),
     )

@@ -63,7 +63,7 @@ def make_drr(item: PoolItem) -> PoolItem:
     drr = add_synthetic_item(
         image, modality=Modality.XR, generator=drr_generator(), body_part=item.body_part,
         source_name=f"DRR of pool item {item.pk} ({item.source_name})"[:500],
-        source_sha256=item.source_sha256, source_locator=f"drr of item {item.pk}",
+        source_sha256=item.source_sha256, source_locator=f"drr of item {item.pk}", source_group=item.source_group,
     )
     assess_item(drr)
     return drr

@@ -24,7 +24,8 @@ def add_synthetic_item(
     """Add one generated sample, values in [0, 1] shaped (rows, cols) or (depth, rows, cols).
 
     For CT, [0, 1] spans the full canonical range (-1024..3071 HU), the same
-    mapping the built-in models are trained with.
+    mapping the built-in models are trained with; XR and MR go through the same
+    percentile rule as real images (`canonical.to_codes`), in `create_pool_item`.
     """
     if modality not in Modality.values:
         raise ValueError(f"unknown modality {modality!r}")
@@ -33,8 +34,12 @@ def add_synthetic_item(
         sample = sample[None]
     if sample.ndim != 3 or not np.isfinite(sample).all():
         raise ValueError(f"a sample must be a finite 2D image or volume, got shape {sample.shape}")
+    hounsfield = modality == Modality.CT
+    if hounsfield:
+        sample = np.clip(sample, 0.0, 1.0) * canonical.CODE_MAX - canonical.CT_HU_OFFSET
     return create_pool_item(
-        codes=canonical.unit_to_codes(sample),
+        values=sample,
+        hounsfield=hounsfield,
         modality=modality,
         origin=Origin.SYNTHETIC,
         dataset=synthetic_dataset(generator),

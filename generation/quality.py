@@ -27,7 +27,7 @@ def _standardise(images: np.ndarray) -> np.ndarray:
 
 
 def _thumb(codes: np.ndarray) -> np.ndarray:
-    return canonical.resample_codes(codes[None] if codes.ndim == 2 else codes, COMPARE_SIZE, COMPARE_SIZE, 1)[0]
+    return canonical.frame_codes(codes[None] if codes.ndim == 2 else codes, COMPARE_SIZE, COMPARE_SIZE, 1)[0]
 
 
 def reference_set(modality: str):

@@ -121,12 +121,11 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
 
     progress.start(config.steps)
     progress.advance(step)
-    depth = config.depth if config.dims == 3 else None
     alphas = scheduler.alphas_cumprod.to(device)
     network.train()
     while step < config.steps:
         progress.check_cancelled()
-        x0, labels = data.batch(rng, config.batch_size, config.resolution, depth)
+        x0, labels = data.batch(rng, config.batch_size)
         x0, labels = x0.to(device), labels.to(device)
         noise = torch.randn(x0.shape, generator=noise_generator).to(device)
         t = torch.randint(0, config.train_timesteps, (x0.shape[0],), generator=noise_generator).to(device)
@@ -172,6 +171,8 @@ def save_model_folder(folder, network, config, scheduler, data, losses, name, bf
         "precision": "bf16" if bf16 else "fp32",
         "training_items": len(data.items),
         "training_images": len(data),
+        # Source groups trained on: their real items are never drawn beside this model's samples.
+        "training_groups": data.groups or [],
         "datasets": data.datasets,
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,

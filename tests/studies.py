@@ -39,8 +39,10 @@ def make_pool(real: dict, synthetic: dict, size: int = 48, depth: int = 12):
     for (modality, dims), n in real.items():
         for _ in range(n):
             shape = (size, size) if dims == "2d" else (depth, size, size)
-            codes = canonical.unit_to_codes(phantom(shape, seed))
-            create_pool_item(codes=codes if codes.ndim == 3 else codes[None], modality=modality, origin=Origin.REAL,
+            values = phantom(shape, seed).reshape((-1, *shape[-2:]))
+            if modality == "CT":
+                values = values * canonical.CODE_MAX - canonical.CT_HU_OFFSET
+            create_pool_item(values=values, hounsfield=modality == "CT", modality=modality, origin=Origin.REAL,
                              dataset=dataset, source_sha256=f"{seed:064x}", source_locator=f"phantom {seed}")
             seed += 1
     for (modality, dims), n in synthetic.items():

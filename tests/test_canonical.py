@@ -130,15 +130,15 @@ def test_file_names_reveal_nothing(generator, pool_dirs):
 def test_resampling_centre_crops_instead_of_padding():
     wide = np.zeros((1, 10, 30), dtype=np.uint16)
     wide[:, :, 10:20] = 4000  # the centre third
-    out = canonical.resample_codes(wide, 10, 10, 1)
+    out = canonical.frame_codes(wide, 10, 10, 1)
     assert out.min() == 4000  # the centre square only: no padding bars, no side strips
 
 
 def test_resampling_preserves_constant_and_range():
     vol = np.full((7, 33, 21), 1234, dtype=np.uint16)
-    np.testing.assert_array_equal(canonical.resample_codes(vol, 16, 16, 4), 1234)
+    np.testing.assert_array_equal(canonical.frame_codes(vol, 16, 16, 4), 1234)
     ramp = np.linspace(0, 4095, 64 * 64).reshape(1, 64, 64).astype(np.uint16)
-    out = canonical.resample_codes(ramp, 17, 17, 1)
+    out = canonical.frame_codes(ramp, 17, 17, 1)
     assert out.dtype == np.uint16 and 0 <= out.min() and out.max() <= 4095
 
 
@@ -146,7 +146,7 @@ def test_synthetic_items_must_name_generator(real_dataset):
     from readerstudy.imaging.pool import create_pool_item
 
     with pytest.raises(ValueError, match="must name their generator"):
-        create_pool_item(codes=np.zeros((1, 4, 4), np.uint16), modality="XR", origin=Origin.SYNTHETIC, dataset=real_dataset)
+        create_pool_item(values=np.zeros((1, 4, 4)), modality="XR", origin=Origin.SYNTHETIC, dataset=real_dataset)
 
 
 def test_synthetic_sample_validation(generator):

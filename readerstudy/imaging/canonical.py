@@ -6,6 +6,13 @@ Real and synthetic images meet here. Both arrive as *codes*: uint16 values in
 - CT: code = HU + 1024, so -1024..3071 HU (RescaleIntercept -1024, slope 1);
 - XR and MR: code = 4095 * normalised intensity (no physical unit).
 
+Three rules here apply to every item whatever its origin, so that a perfect
+generator's samples cannot be told from real images by what the platform does
+to them: `to_codes` (one intensity rule, with dequantisation so no source bit
+depth shows in the histogram), `frame` (one framing rule: whole field of view,
+centre-cropped to the matrix aspect, whole depth; training data use it too) and
+`render` (what is served at a study's matrix).
+
 `write_canonical_series` is the only function that writes served DICOM. It
 writes one uncompressed explicit-VR-little-endian file per slice with a fixed
 tag set per modality, fresh random UIDs of fixed length, and nothing about the
@@ -16,6 +23,7 @@ matrix therefore have the same tags and the same size whatever their origin.
 
 import os
 import secrets
+import zlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -48,14 +56,62 @@ MODALITY_SPECS = {
 }
 
 
-def hu_to_codes(hu: np.ndarray) -> np.ndarray:
-    """CT Hounsfield units to canonical codes (clipped to -1024..3071 HU)."""
-    return np.clip(np.rint(np.asarray(hu, dtype=np.float32) + CT_HU_OFFSET), 0, CODE_MAX).astype(np.uint16)
+ROBUST_PERCENTILES = (0.5, 99.5)
+DEQUANTISE_WIDTH = 0.998
+# Sample size for the percentiles (enough for stable estimates on any volume).
+_ESTIMATE_SAMPLE = 1_000_000
 
 
-def unit_to_codes(values: np.ndarray) -> np.ndarray:
-    """Normalised intensities in [0, 1] to canonical codes (clipped)."""
-    return np.clip(np.rint(np.asarray(values, dtype=np.float32) * CODE_MAX), 0, CODE_MAX).astype(np.uint16)
+class BlankImage(ValueError):
+    """An image with a single value everywhere: it cannot be normalised."""
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    flat = values.ravel()
+    return flat[:: max(1, flat.size // _ESTIMATE_SAMPLE)]
+
+
+def to_codes(values: np.ndarray, modality: str, *, hounsfield: bool = False, inverted: bool = False,
+             step: float = 0.0, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """The one intensity rule for every pool item, whatever its origin: values to uint16 codes.
+
+    - CT in Hounsfield units (`hounsfield`): code = HU + 1024, clipped to -1024..3071 HU.
+    - Everything else (XR, MR, uncalibrated CT): the item's 0.5 and 99.5 percentiles
+      map to codes 0 and 4095, clipped; `inverted` (MONOCHROME1) flips the scale.
+
+    `step` is the grid the source's values lie on (1 for 8- or 16-bit integers,
+    the rescale slope for scaled ones, 0 for continuous data such as generator
+    output). Before scaling, each value is spread uniformly over its step
+    (dequantisation, seeded by the content so imports are reproducible): an
+    8-bit image stretched to 12 bits would otherwise use every 16th code only, a
+    comb that generator output never has. Integer HU stay exact. With `shape`, the dequantised values are framed to (depth, rows, cols)
+    before the final rounding, so resampling and quantisation happen once.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 3 or min(values.shape) < 1:
+        raise ValueError(f"expected a non-empty (depth, rows, cols) array, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("image values must be finite")
+    hounsfield = hounsfield and modality == "CT"
+    if not hounsfield and values.min() == values.max():
+        raise BlankImage(f"image is blank (every pixel has the value {float(values.min()):g})")
+    if step > 0:
+        seed = zlib.crc32(np.ascontiguousarray(_sample(values)).tobytes())
+        noise = np.random.default_rng(seed).random(values.shape, dtype=np.float32)
+        # Slightly under one step wide, so float rounding never moves an integer HU to its neighbour.
+        values = values + (noise - 0.5) * (step * DEQUANTISE_WIDTH)
+    if hounsfield:
+        scaled = values + CT_HU_OFFSET
+    else:
+        lo, hi = (float(v) for v in np.percentile(_sample(values), ROBUST_PERCENTILES))
+        if not hi > lo:
+            lo, hi = float(values.min()), float(values.max())
+        scaled = (values - lo) * (CODE_MAX / (hi - lo))
+        if inverted:
+            scaled = CODE_MAX - scaled
+    if shape is not None and tuple(shape) != scaled.shape:
+        scaled = frame(scaled, shape[1], shape[2], shape[0])
+    return np.clip(np.rint(scaled), 0, CODE_MAX).astype(np.uint16)
 
 
 def codes_to_unit(codes: np.ndarray) -> np.ndarray:
@@ -93,18 +149,59 @@ def center_crop_to_aspect(volume: np.ndarray, rows: int, cols: int) -> np.ndarra
     return volume[:, :, left : left + new_w]
 
 
-def resample_codes(codes: np.ndarray, rows: int, cols: int, depth: int) -> np.ndarray:
-    """Resample a (D, H, W) code array to (depth, rows, cols): centre-crop, then separable linear."""
-    vol = center_crop_to_aspect(np.asarray(codes), rows, cols).astype(np.float32)
+def frame(values: np.ndarray, rows: int, cols: int, depth: int) -> np.ndarray:
+    """How an item is framed at a matrix: the whole field of view, centre-cropped to the
+    matrix's aspect, then resampled (separable linear, antialiased) to (depth, rows, cols).
+
+    The one framing rule: training data, sampling, import and serving all call it
+    (through `frame_codes` or `to_codes`), so a generator learns exactly the
+    framing readers see for real cases. Depth is always the whole volume resampled.
+    """
+    vol = center_crop_to_aspect(np.asarray(values), rows, cols).astype(np.float32)
     d, h, w = vol.shape
-    if (d, h, w) != (depth, rows, cols):
-        if h != rows:
-            vol = np.einsum("rh,dhw->drw", _filter_matrix(h, rows), vol, optimize=True)
-        if w != cols:
-            vol = np.einsum("cw,drw->drc", _filter_matrix(w, cols), vol, optimize=True)
-        if d != depth:
-            vol = np.einsum("kd,drc->krc", _filter_matrix(d, depth), vol, optimize=True)
-    return np.clip(np.rint(vol), 0, CODE_MAX).astype(np.uint16)
+    if h != rows:
+        vol = np.einsum("rh,dhw->drw", _filter_matrix(h, rows), vol, optimize=True)
+    if w != cols:
+        vol = np.einsum("cw,drw->drc", _filter_matrix(w, cols), vol, optimize=True)
+    if d != depth:
+        vol = np.einsum("kd,drc->krc", _filter_matrix(d, depth), vol, optimize=True)
+    return vol
+
+
+def frame_codes(codes: np.ndarray, rows: int, cols: int, depth: int) -> np.ndarray:
+    """`frame` for canonical codes: (D, H, W) uint16 to (depth, rows, cols) uint16."""
+    codes = np.asarray(codes)
+    if codes.shape == (depth, rows, cols):
+        return codes.astype(np.uint16, copy=False)
+    return np.clip(np.rint(frame(codes, rows, cols, depth)), 0, CODE_MAX).astype(np.uint16)
+
+
+def render(master: np.ndarray, modality: str, rows: int, cols: int, depth: int) -> np.ndarray:
+    """The codes readers are served for a master at (depth, rows, cols).
+
+    Framed by `frame`; XR and MR then go through the percentile rule of
+    `to_codes` again at the served matrix, so saturation and contrast do not
+    depend on how far an item was downsampled (a real image reduced from 512
+    pixels and a sample made at 64 both end with 0.5% of pixels at each end).
+    CT keeps its Hounsfield units.
+    """
+    master = np.asarray(master)
+    resampled = master.shape != (depth, rows, cols)
+    values = frame(master, rows, cols, depth) if resampled else master.astype(np.float32)
+    if modality == "CT":
+        return np.clip(np.rint(values), 0, CODE_MAX).astype(np.uint16)
+    try:
+        # Unresampled codes lie on the integer grid: spread them over it, as for any integer source.
+        return to_codes(values, modality, step=0.0 if resampled else 1.0)
+    except BlankImage:  # a flat crop is served flat
+        return np.clip(np.rint(values), 0, CODE_MAX).astype(np.uint16)
+
+
+def upsampling(native: tuple[int, int, int], rows: int, cols: int, depth: int) -> bool:
+    """Whether framing an item of shape `native` at (depth, rows, cols) would enlarge it on any axis."""
+    d, h, w = native
+    cropped = center_crop_to_aspect(np.empty((1, h, w), dtype=np.uint8), rows, cols).shape
+    return rows > cropped[1] or cols > cropped[2] or (depth > 1 and depth > d)
 
 
 def fit_within(shape: tuple[int, int, int], max_side: int) -> tuple[int, int, int]:

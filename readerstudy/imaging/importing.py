@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from . import canonical
+from . import sources
+from .canonical import BlankImage
 from .decoders import DecodedImage, Format, UnreadableImage, decode_source, sniff
 from .decoders.dicom import read_header
 from .models import Dataset, Modality, Origin, PoolItem
@@ -207,8 +208,7 @@ def import_source(source: Source, options: ImportOptions) -> Outcome:
         todo = [(locator, idx) for locator, idx in plan if locator not in existing]
         if not todo:
             return Outcome(source.label, "skipped", "already in the pool")
-        codes = decoded_to_codes(decoded, options.modality)
-        ids = _create_items(source, options, decoded, codes, digest, todo)
+        ids = _create_items(source, options, decoded, digest, todo)
     except UnreadableImage as exc:
         return Outcome(source.label, "failed", str(exc))
     except MemoryError:
@@ -256,28 +256,37 @@ def content_slices(codes: np.ndarray, limit: int) -> np.ndarray:
     return indices
 
 
-def _create_items(source, options, decoded, codes, digest, todo) -> list[int]:
+def _create_items(source, options, decoded, digest, todo) -> list[int]:
+    """Pool items for the planned parts of one decoded source, all or none."""
     ids = []
-    with pool_transaction():  # all items of one source, or none
+    group = decoded.source_group or sources.file_group(digest)
+    with pool_transaction():
         for locator, index in todo:
-            part = codes[index]
-            item = create_pool_item(
-                codes=part,
-                modality=options.modality,
-                origin=options.origin,
-                generator=options.generator,
-                prompt=options.prompt,
-                dataset=options.dataset,
-                body_part=options.body_part,
-                source_name=source.label[:500],
-                source_sha256=digest,
-                source_locator=locator,
-                native_shape=list(part.shape),
-                native_spacing_mm=decoded.spacing_mm,
-                source_info=decoded.info,
-                created_by=options.created_by,
-                import_job=options.job,
-            )
+            part = decoded.values[index]
+            try:
+                item = create_pool_item(
+                    values=part,
+                    hounsfield=options.modality == Modality.CT and decoded.calibrated,
+                    inverted=decoded.inverted,
+                    step=decoded.quantisation_step,
+                    modality=options.modality,
+                    origin=options.origin,
+                    generator=options.generator,
+                    prompt=options.prompt,
+                    dataset=options.dataset,
+                    body_part=options.body_part,
+                    source_name=source.label[:500],
+                    source_sha256=digest,
+                    source_locator=locator,
+                    source_group=group,
+                    native_shape=list(part.shape),
+                    native_spacing_mm=decoded.spacing_mm,
+                    source_info=decoded.info,
+                    created_by=options.created_by,
+                    import_job=options.job,
+                )
+            except BlankImage as exc:
+                raise UnreadableImage(str(exc)) from None
             ids.append(item.pk)
     return ids
 
@@ -294,28 +303,3 @@ def source_sha256(paths: list[Path]) -> str:
     if len(digests) == 1:
         return digests[0]
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
-
-
-ROBUST_PERCENTILES = (0.5, 99.5)
-
-
-def decoded_to_codes(decoded: DecodedImage, modality: str) -> np.ndarray:
-    """Map decoded values into the modality's canonical code space (see `canonical`).
-
-    CT with calibrated values keeps Hounsfield units. Everything else is scaled
-    by robust percentiles of the whole item to [0, 1], the range synthetic images
-    are generated in, so value range is not a tell.
-    """
-    values = decoded.values
-    if modality == Modality.CT and decoded.calibrated:
-        return canonical.hu_to_codes(values)
-    sample = values.ravel()[:: max(1, values.size // 4_000_000)]
-    lo, hi = (float(v) for v in np.percentile(sample, ROBUST_PERCENTILES))
-    if not hi > lo:
-        lo, hi = float(values.min()), float(values.max())
-    if not hi > lo:
-        raise UnreadableImage(f"image is blank (every pixel has the value {lo:g})")
-    unit = (values - lo) / (hi - lo)
-    if decoded.inverted:
-        unit = 1.0 - unit
-    return canonical.unit_to_codes(unit)

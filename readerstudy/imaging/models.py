@@ -59,6 +59,14 @@ class PoolItem(models.Model):
     source_locator = models.CharField(
         max_length=100, blank=True, help_text="Which part of the source this item is, e.g. 'slice 40 of 133'."
     )
+    source_group = models.CharField(
+        max_length=120, db_index=True, editable=False,
+        help_text="What the case was made from (patient, source file, parent volume, or generator and seed); "
+        "a study shows at most one case per group. See imaging/sources.py.",
+    )
+    content_sha256 = models.CharField(
+        max_length=64, db_index=True, editable=False, help_text="SHA-256 of the stored codes (exact duplicates share it)."
+    )
     # Provenance of synthetic items.
     generator = models.ForeignKey(
         "generation.Generator", null=True, blank=True, on_delete=models.PROTECT, related_name="items"
@@ -95,6 +103,11 @@ class PoolItem(models.Model):
                 fields=["dataset", "source_sha256", "source_locator"],
                 condition=~Q(source_sha256=""),
                 name="unique_source_per_dataset",
+            ),
+            models.UniqueConstraint(
+                fields=["generation_job", "seed"],
+                condition=Q(generation_job__isnull=False, seed__isnull=False),
+                name="one_item_per_job_seed",
             ),
             models.CheckConstraint(
                 condition=Q(origin=Origin.REAL, generator__isnull=True)

@@ -4,7 +4,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from . import canonical, storage
+from . import canonical, sources, storage
 from .models import Dimensionality, Origin, PoolItem, Rendition
 
 
@@ -15,27 +15,31 @@ def default_preset(modality: str, dimensionality: str) -> tuple[int, int, int]:
     return int(preset["matrix"]), int(preset["matrix"]), depth
 
 
-def create_pool_item(*, codes: np.ndarray, modality: str, origin: str, dataset, **provenance) -> PoolItem:
-    """Store codes (depth, rows, cols uint16; see `canonical`) as a pool item with its default rendition.
+def create_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset, hounsfield: bool = False,
+                     inverted: bool = False, step: float = 0.0, **provenance) -> PoolItem:
+    """Store an image (float values, shape (depth, rows, cols)) as a pool item with its default rendition.
 
-    `provenance` holds the remaining PoolItem fields (source hash, generator, seed,
-    prompt, native shape...). Database rows and files are written together or not
-    at all.
+    Every item, imported or generated, comes through here, so one intensity rule
+    (`canonical.to_codes`: HU for CT with `hounsfield`, robust percentiles
+    otherwise, dequantised) and one framing rule apply whatever the origin.
+    `provenance` holds the remaining PoolItem fields (source hash, generator,
+    seed, prompt, native shape...); `step` is the grid the source values lie on
+    (see `to_codes`). Rows and files are written together or not at all.
     """
-    codes = np.asarray(codes)
-    if codes.ndim != 3 or codes.dtype != np.uint16 or min(codes.shape) < 1:
-        raise ValueError(f"codes must be a non-empty (depth, rows, cols) uint16 array, got {codes.dtype} {codes.shape}")
-    if int(codes.max()) > canonical.CODE_MAX:
-        raise ValueError(f"codes exceed {canonical.CODE_MAX}")
+    values = np.asarray(values)
+    if values.ndim != 3 or min(values.shape) < 1:
+        raise ValueError(f"values must be a non-empty (depth, rows, cols) array, got shape {values.shape}")
     if origin == Origin.REAL and provenance.get("generator") is not None:
         raise ValueError("real items have no generator")
     if origin == Origin.SYNTHETIC and provenance.get("generator") is None:
         raise ValueError("synthetic items must name their generator")
-    dimensionality = Dimensionality.VOLUME if codes.shape[0] > 1 else Dimensionality.IMAGE
-    provenance.setdefault("native_shape", list(codes.shape))
-    master_shape = canonical.fit_within(codes.shape, settings.POOL_MASTER_MAX_SIDE)
-    if master_shape != codes.shape:
-        codes = canonical.resample_codes(codes, *master_shape[1:], master_shape[0])
+    dimensionality = Dimensionality.VOLUME if values.shape[0] > 1 else Dimensionality.IMAGE
+    provenance.setdefault("native_shape", list(values.shape))
+    master_shape = canonical.fit_within(values.shape, settings.POOL_MASTER_MAX_SIDE)
+    codes = canonical.to_codes(values, modality, hounsfield=hounsfield, inverted=inverted, step=step,
+                              shape=master_shape)
+    content = sources.content_hash(codes)
+    provenance["source_group"] = provenance.get("source_group") or sources.default_group(provenance) or f"content:{content}"
     with storage.pool_transaction():
         item = PoolItem.objects.create(
             modality=modality,
@@ -44,6 +48,7 @@ def create_pool_item(*, codes: np.ndarray, modality: str, origin: str, dataset, 
             dimensionality=dimensionality,
             master_file=storage.save_master(codes),
             master_shape=list(codes.shape),
+            content_sha256=content,
             **provenance,
         )
         ensure_rendition(item, *default_preset(modality, dimensionality))
@@ -55,7 +60,7 @@ def ensure_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Rendit
     existing = item.renditions.filter(rows=rows, cols=cols, depth=depth).first()
     if existing:
         return existing
-    codes = canonical.resample_codes(storage.load_master(item.master_file), rows, cols, depth)
+    codes = canonical.render(storage.load_master(item.master_file), item.modality, rows, cols, depth)
     token = storage.new_token()
     directory = storage.renditions_dir() / token
     with storage.pool_transaction():

@@ -21,6 +21,10 @@ class DecodedImage:
     inverted: bool = False
     spacing_mm: list[float] | None = None
     info: dict = field(default_factory=dict)
+    source_group: str = ""  # patient or study identity where the format records one (see imaging.sources)
+    # Grid the stored values lie on, in the units of `values` (1 for 8/16-bit integers,
+    # the rescale slope for scaled integers, 0 for floating-point data).
+    quantisation_step: float = 0.0
 
 
 def check_dimensions(depth: int, rows: int, cols: int, samples: int = 1) -> None:

@@ -15,6 +15,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .base import DecodedImage, UnreadableImage, check_dimensions, luminance
+from .. import sources
 
 # Transfer syntaxes whose pixel data may have been coded lossily (JPEG baseline/extended,
 # JPEG-LS near-lossless, JPEG 2000 and HTJ2K that are not lossless-only).
@@ -136,6 +137,28 @@ def _info(ds: pydicom.Dataset, **extra) -> dict:
     return info
 
 
+def _patient_group(ds: pydicom.Dataset) -> str:
+    """Patient (else study) identity, hashed; unreadable values count as absent."""
+    def text(keyword):
+        try:
+            return str(ds.get(keyword) or "")
+        except Exception:  # a malformed element must not stop the import
+            return ""
+    return sources.patient_group(text("PatientID"), text("IssuerOfPatientID"), text("StudyInstanceUID"))
+
+
+def _quantisation_step(ds: pydicom.Dataset) -> float:
+    """Spacing of the decoded values: the rescale slope for integer grey pixels, 1 for colour, 0 for float data."""
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        return 0.0
+    if int(ds.get("SamplesPerPixel") or 1) != 1 or str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        return 1.0
+    try:
+        return abs(float(ds.get("RescaleSlope", 1) or 1))
+    except (TypeError, ValueError):
+        return 1.0
+
+
 def _is_calibrated(ds: pydicom.Dataset) -> bool:
     return str(ds.get("Modality", "")).upper() == "CT" or str(ds.get("RescaleType", "")).upper() == "HU"
 
@@ -152,6 +175,8 @@ def decode_file(path: Path) -> DecodedImage:
         inverted=str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
         spacing_mm=_spacing(ds),
         info=_info(ds, frames=frames),
+        source_group=_patient_group(ds),
+        quantisation_step=_quantisation_step(ds),
     )
 
 
@@ -218,4 +243,6 @@ def decode_series(paths: list[Path]) -> DecodedImage:
         inverted=str(first.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
         spacing_mm=spacing,
         info=_info(first, frames=len(planes), series_files=len(planes)),
+        source_group=_patient_group(first),
+        quantisation_step=_quantisation_step(first),
     )

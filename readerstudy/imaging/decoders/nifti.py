@@ -58,9 +58,14 @@ def _decode(fh) -> DecodedImage:
     # (slice, row, col) with the patient's right on the image's left, anterior at top.
     volume = np.ascontiguousarray(np.transpose(data, (2, 1, 0))[:, ::-1, ::-1])
     zooms = [float(v) for v in img.header.get_zooms()[:3]]
+    step = 0.0
+    if np.issubdtype(img.get_data_dtype(), np.integer):
+        slope = getattr(img.dataobj, "slope", 1.0)
+        step = abs(float(slope)) if np.isfinite(slope) and slope else 1.0
     return DecodedImage(
         values=volume.astype(np.float32),
         calibrated=True,
         spacing_mm=[zooms[2], zooms[1], zooms[0]] if len(zooms) == 3 else None,
+        quantisation_step=step,
         info={"format": "NIfTI", "datatype": str(img.get_data_dtype()), "native_orientation": "".join(nib.aff2axcodes(img.affine))},
     )

@@ -48,5 +48,6 @@ def _decode(path: Path) -> DecodedImage:
     return DecodedImage(
         values=np.stack(planes),
         calibrated=False,
+        quantisation_step=0.0 if modes <= {"F"} else 1.0,
         info={"format": fmt, "modes": sorted(modes), "pages": len(planes), "lossy_compressed": fmt == "JPEG"},
     )
