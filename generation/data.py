@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from readerstudy.imaging import canonical, storage
+from readerstudy.imaging import storage
 from readerstudy.imaging.importing import content_slices
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 
 from .config import ConfigError, TrainConfig
+from .framing import model_frame
 from .intensity import codes_to_model
 
 
@@ -65,11 +66,11 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
         label = config.modalities.index(item.modality)
         if config.dims == 2:
             for k in content_slices(codes, config.max_slices_per_volume):
-                images.append(canonical.frame_codes(codes[k : k + 1], size, size, 1))
+                images.append(model_frame(codes[k : k + 1], size))
                 labels.append(label)
                 modalities.append(item.modality)
         else:
-            images.append(canonical.frame_codes(codes, size, size, config.depth)[None])
+            images.append(model_frame(codes, size, config.depth)[None])
             labels.append(label)
             modalities.append(item.modality)
     array = np.stack(images)

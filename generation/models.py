@@ -10,6 +10,7 @@ class Generator(models.Model):
         LOCAL_PIPELINE = "local-pipeline", "Local diffusers pipeline"
         EXTERNAL = "external", "Imported external synthetic set"
         DRR = "drr", "Physics-simulated radiograph (DRR)"
+        CONTROL = "control", "Real-as-synthetic control (real images through the synthetic path)"
 
     name = models.CharField(max_length=200)
     version = models.CharField(max_length=50, default="1")
@@ -27,3 +28,8 @@ class Generator(models.Model):
 
     def __str__(self):
         return f"{self.name} v{self.version}"
+
+    @property
+    def is_control(self) -> bool:
+        """Its "samples" are real images: a null generator that measures what the pipeline alone gives away."""
+        return self.kind == self.Kind.CONTROL

@@ -78,7 +78,7 @@ MATRIX = [
     ("get", lambda w: f"/api/v1/studies/{w['study'].slug}/", STAFF_READ, None),
     ("patch", lambda w: f"/api/v1/studies/{w['study'].slug}/", staff_write(400), {"name": "renamed"}),
     ("post", lambda w: f"/api/v1/studies/{w['study'].slug}/prepare/", staff_write(400), None),
-    ("post", lambda w: f"/api/v1/studies/{w['study'].slug}/audit/", staff_write(200), None),
+    ("post", lambda w: f"/api/v1/studies/{w['study'].slug}/audit/", staff_write(202), None),
     ("get", lambda w: f"/api/v1/studies/{w['study'].slug}/readers/", STAFF_READ, None),
     ("post", lambda w: f"/api/v1/studies/{w['study'].slug}/readers/", staff_write(200),
      {"readers": ["reader2"]}),

@@ -128,7 +128,7 @@ def test_a_real_and_a_synthetic_mr_volume_look_the_same_to_readers(generator, im
 
 def test_nothing_in_a_readers_data_orders_real_before_synthetic(db):
     make_pool(real={("CT", "2d"): 10}, synthetic={("CT", "2d"): 10})
-    study = open_study_for(readers(6), {("CT", "2d"): 20}, seed=4, reading={"block_size": 4})
+    study = open_study_for(readers(6), {("CT", "2d"): 20}, seed=4)
     cases = AssignedCase.objects.filter(assignment__study=study).select_related("case__item", "case")
     # Tokens are random and fixed length, so sorting by them says nothing about truth.
     assert len({len(c.token) for c in cases}) == 1
@@ -136,3 +136,69 @@ def test_nothing_in_a_readers_data_orders_real_before_synthetic(db):
         by_token = sorted(reader_cases, key=lambda c: c.token)
         origins = [c.case.item.origin for c in by_token]
         assert origins != sorted(origins) and origins != sorted(origins, reverse=True)
+
+
+def served(client, case, n=1) -> bytes:
+    response = client.get(reverse("read-slice", args=[case.token, n]))
+    assert response.status_code == 200
+    return response.content
+
+
+def uids(data: bytes) -> dict:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    return {k: str(ds.get(k) or ds.file_meta.get(k)) for k in UID_KEYWORDS}
+
+
+def test_every_served_file_is_unique_per_study_reader_and_position(db):
+    make_pool(real={("CT", "2d"): 3}, synthetic={("CT", "2d"): 3})
+    team = readers(2)
+    open_study_for(team, {("CT", "2d"): 4}, seed=2, reading={"repeat_cases": 2},
+                   questions={"confidence": False, "template": "none"})
+    repeat = AssignedCase.objects.filter(assignment__reader=team[0], case__role="repeat").select_related("case").first()
+    original = AssignedCase.objects.get(assignment__reader=team[0], case=repeat.case.repeat_of)
+    other = AssignedCase.objects.get(assignment__reader=team[1], case=original.case)
+    from readerstudy.reading.answers import save_answer
+
+    for reader in team:
+        for c in AssignedCase.objects.filter(assignment__reader=reader).order_by("position"):
+            save_answer(c, {"label": "real", "submit": True, "idempotency_key": f"k-{c.pk:06d}"})
+    first, second = Client(), Client()
+    first.force_login(team[0])
+    second.force_login(team[1])
+    a, b, r = served(first, original), served(second, other), served(first, repeat)
+    assert served(first, original) == a  # stable for one position: caches and reloads see one file
+    files = [pydicom.dcmread(io.BytesIO(x)) for x in (a, b, r)]
+    assert all(ds.PixelData == files[0].PixelData for ds in files)  # only the pixels are shared
+    assert dicom_without_pixels_and_uids(a) == dicom_without_pixels_and_uids(b) == dicom_without_pixels_and_uids(r)
+    values = [uids(x) for x in (a, b, r)]
+    for key in UID_KEYWORDS:
+        assert len({v[key] for v in values}) == 3, key  # two readers, and the repeat, never share a UID
+        assert {len(v[key]) for v in values} == {44}
+    # Nor do served files carry the UIDs of the stored rendition every study shares.
+    from readerstudy.imaging.pool import rendition_files
+
+    item = original.case.item
+    stored = pydicom.dcmread(rendition_files(item.renditions.get(rows=48))[0])
+    assert stored.SOPInstanceUID not in {v["SOPInstanceUID"] for v in values}
+    assert stored.StudyInstanceUID not in {v["StudyInstanceUID"] for v in values}
+
+
+def test_state_and_slices_refuse_cases_not_reached_yet_and_closed_studies(db):
+    from readerstudy.studies.lifecycle import close_study
+
+    make_pool(real={("CT", "2d"): 2}, synthetic={("CT", "2d"): 2})
+    (reader,) = readers(1)
+    study = open_study_for([reader], {("CT", "2d"): 4}, seed=3)
+    client = Client()
+    client.force_login(reader)
+    first, third = (AssignedCase.objects.get(assignment__reader=reader, position=p) for p in (1, 3))
+    assert client.get(reverse("read-state", args=[first.token])).status_code == 200
+    assert client.get(reverse("read-slice", args=[first.token, 1])).status_code == 200
+    assert client.get(reverse("read-state", args=[third.token])).status_code == 409
+    assert client.get(reverse("read-slice", args=[third.token, 1])).status_code == 404
+    # The end page is not shown before the end (it used to say "You have answered all 4 cases" at zero).
+    response = client.get(reverse("read-done", args=[study.slug]))
+    assert response.status_code == 302 and response.url == reverse("read-study", args=[study.slug])
+    close_study(study)
+    assert client.get(reverse("read-state", args=[first.token])).status_code == 409
+    assert client.get(reverse("read-slice", args=[first.token, 1])).status_code == 404

@@ -2,6 +2,8 @@
 
 from collections import Counter
 
+import numpy as np
+
 import pydicom
 import pytest
 from django.db import connection
@@ -14,6 +16,7 @@ from readerstudy.jobs.models import Job
 from readerstudy.studies.config import StudyConfigError, validate_config
 from readerstudy.studies.lifecycle import close_study, create_study, open_study, prepare_study
 from readerstudy.studies.models import AssignedCase, Study, StudyCase
+from readerstudy.studies.leak_audit import run_leak_audit
 from readerstudy.studies.progress import study_progress
 from readerstudy.studies.sampling import assign_readers, draw_cases, reader_order, unassign_reader
 
@@ -81,7 +84,7 @@ def test_cases_are_drawn_by_stratum_and_ratio_reproducibly(pool):
 
 def test_generators_restrict_synthetic_cases(pool):
     config = {"strata": strata({("CT", "2d"): 4}), "generators": [pool.pk + 1000]}
-    with pytest.raises(StudyConfigError, match="CT/2d: needs 2 synthetic items, the pool has 0"):
+    with pytest.raises(StudyConfigError, match="CT/2d: needs 2 synthetic items from distinct source groups, the pool has 0 in 0 groups"):
         draw_cases(create_study(name="S", config=config))
 
 
@@ -90,14 +93,21 @@ def test_a_shortfall_names_every_stratum_that_lacks_items(pool):
     with pytest.raises(StudyConfigError) as info:
         draw_cases(create_study(name="S", config=config))
     text = str(info.value)
-    assert "XR/2d: needs 5 real items, the pool has 3" in text
-    assert "MR/3d: needs 5 synthetic items, the pool has 4" in text
+    assert "XR/2d: needs 5 real items from distinct source groups, the pool has 3 in 3 groups" in text
+    assert "MR/3d: needs 5 synthetic items from distinct source groups, the pool has 4 in 4 groups" in text
     assert "calibration: needs 20 real items" in text
     assert not StudyCase.objects.exists()
 
 
-def test_reader_orders_are_balanced_per_block_distinct_and_reproducible(pool):
-    config = {"strata": strata({("CT", "2d"): 24}), "reading": {"block_size": 6}}
+def window_variance(orders, width):
+    """Variance of the number of synthetic cases in aligned windows of `width` consecutive cases."""
+    counts = [sum(c.item.origin == Origin.SYNTHETIC for c in order[start:start + width])
+              for order in orders for start in range(0, len(order) - width + 1, width)]
+    return float(np.var(counts))
+
+
+def test_reader_orders_give_no_information_beyond_the_ratio_and_are_reproducible(pool):
+    config = {"strata": strata({("CT", "2d"): 24})}
     study = create_study(name="S", config=config, seed=3)
     prepare_study(study)
     cases = list(study.cases.select_related("item"))
@@ -105,16 +115,27 @@ def test_reader_orders_are_balanced_per_block_distinct_and_reproducible(pool):
     order_a = [c.pk for c, _ in reader_order(cases, cfg, 1)]
     assert order_a == [c.pk for c, _ in reader_order(cases, cfg, 1)]
     assert order_a != [c.pk for c, _ in reader_order(cases, cfg, 2)]
-    for seed in range(20):
-        order = [c for c, _ in reader_order(cases, cfg, seed)]
-        for start in range(0, 24, 6):
-            block = Counter(c.item.origin for c in order[start:start + 6])
-            assert block[Origin.REAL] == block[Origin.SYNTHETIC] == 3, (seed, start, block)
-    # Real cases are not systematically first: their mean position is near the middle over many readers.
-    mean_real = sum(
-        i for seed in range(50) for i, (c, _) in enumerate(reader_order(cases, cfg, seed)) if c.item.origin == "real"
-    ) / (50 * 12)
-    assert 9.5 < mean_real < 13.5
+    orders = [[c for c, _ in reader_order(cases, cfg, seed)] for seed in range(400)]
+    n, k = 24, 12
+    for width in (2, 4, 6, 10):
+        # A uniformly random order: window counts are hypergeometric. Balanced blocks would make them constant,
+        # so a reader who saw one truth of a pair would know the other.
+        expected = width * (k / n) * (1 - k / n) * (n - width) / (n - 1)
+        assert 0.8 * expected < window_variance(orders, width) < 1.2 * expected, width
+    # After a synthetic case the next is synthetic about as often as the ratio says (minus the one seen).
+    pairs = Counter((a.item.origin, b.item.origin) for order in orders for a, b in zip(order, order[1:]))
+    after_synthetic = pairs[(Origin.SYNTHETIC, Origin.SYNTHETIC)] / (
+        pairs[(Origin.SYNTHETIC, Origin.SYNTHETIC)] + pairs[(Origin.SYNTHETIC, Origin.REAL)])
+    assert abs(after_synthetic - 11 / 23) < 0.03
+
+
+def test_binomial_truth_count_varies_the_number_of_synthetic_cases(pool):
+    counts = set()
+    for seed in range(12):
+        draw = draw_cases(create_study(name=f"B{seed}", seed=seed, config={
+            "strata": strata({("CT", "2d"): 10}), "sampling": {"truth_count": "binomial"}}))
+        counts.add(sum(item.origin == Origin.SYNTHETIC for item, _ in draw.regular))
+    assert len(counts) >= 3  # exactly 5 every time under "exact"
 
 
 def test_calibration_first_repeats_after_their_originals_and_sessions(pool):
@@ -152,10 +173,14 @@ def test_leak_audit_passes_for_canonical_files_and_refuses_to_open_when_a_file_d
     ds = pydicom.dcmread(path)
     ds.InstitutionName = "GENERATOR LAB"  # a tag real files do not have, and a few more bytes
     ds.save_as(path)
-    with pytest.raises(StudyConfigError) as info:
+    # Opening needs an audit of the files as they are now; the tampered file makes the stored one stale.
+    with pytest.raises(StudyConfigError, match="changed since the last leak audit"):
         open_study(study)
-    text = str(info.value)
+    audit = run_leak_audit(study)
+    text = "; ".join(audit["problems"])
     assert "CT/2d: tag set differs" in text and "CT/2d: file size differs" in text
+    with pytest.raises(StudyConfigError, match="the leak audit found differences: .*tag set differs"):
+        open_study(study)
     study.refresh_from_db()
     assert study.status == Study.Status.DRAFT and not study.audit["ok"]
 
@@ -211,7 +236,7 @@ def test_coordinator_sets_up_a_study_through_the_web_pages(client, pool, django_
         "cases_ct_2d": 8, "cases_mr_3d": 2, "confidence": "on", "template": "likert",
         "criteria": ["realism", "anatomy", "slice_consistency"], "anchors_realism": "1\n2\n3\n4\n5",
         "allow_back": "on", "calibration_cases": 2, "repeat_cases": 2, "sessions": 1, "washout_hours": 0,
-        "blank_ms": 250, "block_size": 4, "seed": 99,
+        "blank_ms": 250, "max_per_group": 1, "truth_count": "exact", "seed": 99,
     }
     response = client.post(reverse("study-create"), form)
     study = Study.objects.get(name="Chest CT realism")
@@ -247,13 +272,14 @@ def test_form_errors_are_shown_and_nothing_is_created(client, pool):
     client.force_login(coordinator())
     response = client.post(reverse("study-create"), {
         "name": "Bad", "synthetic_percent": 50, "template": "khader", "calibration_cases": 3, "repeat_cases": 0,
-        "sessions": 1, "washout_hours": 0, "blank_ms": 0, "block_size": 10, "cases_ct_2d": 4,
+        "sessions": 1, "washout_hours": 0, "blank_ms": 0, "max_per_group": 1, "truth_count": "exact",
+        "cases_ct_2d": 4,
     })
     assert response.status_code == 200
     assert "calibration cases must be an even number" in response.content.decode()
     response = client.post(reverse("study-create"), {
         "name": "Empty", "synthetic_percent": 50, "template": "khader", "calibration_cases": 0, "repeat_cases": 0,
-        "sessions": 1, "washout_hours": 0, "blank_ms": 0, "block_size": 10,
+        "sessions": 1, "washout_hours": 0, "blank_ms": 0, "max_per_group": 1, "truth_count": "exact",
     })
     assert "give at least one stratum a number of cases" in response.content.decode()
     assert not Study.objects.exists()

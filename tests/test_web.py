@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
+from generation.models import Generator
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, READER
 from readerstudy.imaging.models import Dataset, Dimensionality, Modality, Origin, PoolItem
 from readerstudy.jobs.models import Job
@@ -167,8 +168,23 @@ def test_build_demo_pool_and_accounts(client, capsys):
     from readerstudy.studies.models import Study
 
     study = Study.objects.get(slug="demo-study")
-    assert study.status == Study.Status.OPEN and study.audit["ok"]
-    assert study.cases.filter(role="regular").count() == 26
+    assert study.status == Study.Status.OPEN and study.audit["ok"], study.audit["problems"]
+    regular = list(study.cases.filter(role="regular").select_related("item"))
+    assert len(regular) == 24
+    # One case per source group (calibration included), and both truths in every stratum.
+    cases = list(study.cases.exclude(role="repeat").select_related("item"))
+    assert len({c.item.source_group for c in cases}) == len(cases)
+    by_stratum = {}
+    for c in regular:
+        by_stratum.setdefault((c.item.modality, c.item.dimensionality), set()).add(c.item.origin)
+    assert len(by_stratum) == 5 and all(v == {"real", "synthetic"} for v in by_stratum.values())
+    # Real cases come from sources the demo models were not trained on, but for the one recorded exception.
+    trained = {g for gen in Generator.objects.all() for g in gen.config.get("training_groups", [])}
+    used = [c.item for c in regular if c.item.origin == "real" and c.item.source_group in trained]
+    assert [(i.modality, i.dimensionality) for i in used] == [("CT", "3d")]
+    assert study.config["drawn"]["training_items_used"] == [used[0].pk]
+    assert "training volume" in study.config["sampling"]["training_data_reason"]
+    assert set(study.audit["pixels"]) == {"XR/2d", "CT/2d", "CT/3d", "MR/2d", "MR/3d"}
     assert sorted(study.assignments.values_list("reader__username", flat=True)) == ["reader1", "reader2"]
     total = PoolItem.objects.count()
     call_command("build_demo")  # idempotent

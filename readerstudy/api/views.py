@@ -32,7 +32,6 @@ from readerstudy.reading.worklist import reader_assignments, reader_case, reader
 from readerstudy.stats import exports
 from readerstudy.stats.analysis import OptionError, analysis_options, cached_analysis
 from readerstudy.studies import lifecycle, sampling
-from readerstudy.studies.leak_audit import run_leak_audit
 from readerstudy.studies.models import Study
 from readerstudy.studies.progress import study_progress
 
@@ -188,12 +187,12 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         job = lifecycle.create_prepare_job(self.get_object(), request.user)
         return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses=s.StudySerializer)
+    @extend_schema(request=None, responses={202: s.JobSerializer})
     @action(detail=True, methods=["post"])
     def audit(self, request, slug=None):
-        study = self.get_object()
-        run_leak_audit(study)
-        return Response(s.StudySerializer(study).data)
+        """Run the leak audit (metadata, independence, pixels) as a background job."""
+        job = lifecycle.create_audit_job(self.get_object(), request.user)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=s.StudySerializer)
     @action(detail=True, methods=["post"], url_path="open")

@@ -21,6 +21,9 @@ derivation, spacing or compression history. Files of the same modality and
 matrix therefore have the same tags and the same size whatever their origin.
 """
 
+import hashlib
+import hmac
+import io
 import os
 import secrets
 import zlib
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
@@ -211,13 +215,47 @@ def fit_within(shape: tuple[int, int, int], max_side: int) -> tuple[int, int, in
     return d, max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def _uid_from(number: int) -> str:
+    return "2.25." + str(10**38 + number % (2**128 - 10**38))
+
+
+def derived_uid(key: bytes, name: str) -> str:
+    """A UID derived from a secret key and a name, 44 characters like `new_uid` (HMAC-SHA-256)."""
+    return _uid_from(int.from_bytes(hmac.new(key, name.encode(), hashlib.sha256).digest()[:16], "big"))
+
+
+def served_file_key(token: str) -> bytes:
+    """The key a served file's UIDs derive from: one per case token, i.e. per (study, reader, position)."""
+    from django.conf import settings
+
+    return hmac.new(settings.SECRET_KEY.encode(), f"served-file:{token}".encode(), hashlib.sha256).digest()
+
+
+def personalised_slice(path: Path, key: bytes, index: int) -> bytes:
+    """A served slice file with Study/Series/Frame-of-reference/SOP UIDs derived from `key`.
+
+    Renditions are shared by every study, reader and repeat; served files must
+    not be, or a reader could match a case across studies, readers or repeats.
+    The caller passes one key per (study, reader, case position): the same
+    request gives the same bytes, and no two positions share a UID.
+    """
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID = derived_uid(key, "study")
+    ds.SeriesInstanceUID = derived_uid(key, "series")
+    ds.FrameOfReferenceUID = derived_uid(key, "frame-of-reference")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(key, f"sop:{index}")
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
 def new_uid() -> str:
     """A random UUID-derived UID (2.25 root) that is always 44 characters long.
 
     Fixed length keeps file sizes identical across items: a variable-length UID
     would make sizes differ at random, and the pre-opening leak audit compares sizes.
     """
-    return "2.25." + str(10**38 + secrets.randbelow(2**128 - 10**38))
+    return _uid_from(secrets.randbelow(2**128 - 10**38))
 
 
 def build_slice_dataset(

@@ -14,6 +14,7 @@ class Job(models.Model):
         TRAIN = "train", "Train generator"
         GENERATE = "generate", "Generate synthetic images"
         PREPARE_STUDY = "prepare-study", "Prepare study"
+        AUDIT_STUDY = "audit-study", "Leak audit of a study"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -8,6 +8,9 @@ checks the responses of a real and a synthetic case against each other.
 
 from django.urls import reverse
 
+from readerstudy.imaging.canonical import personalised_slice, served_file_key
+from readerstudy.imaging.pool import rendition_files
+
 from readerstudy.imaging.models import Dimensionality
 from readerstudy.studies.config import stratum_key
 from readerstudy.studies.models import AssignedCase, StudyCase
@@ -27,6 +30,19 @@ CODE_PRESETS = [
     {"name": "Default", "width": 4096, "center": 2048},
     {"name": "Percentile", "auto": [1, 99]},
 ]
+
+
+def served_slice(assigned_case: AssignedCase, number: int) -> bytes | None:
+    """Slice `number` (1-based) as this reader is served it, or None when the case has no such slice."""
+    item = assigned_case.case.item
+    config = assigned_case.assignment.study.config
+    rows, cols, depth = config["presets"][stratum_key(item.modality, item.dimensionality)]
+    if not 1 <= number <= depth:
+        return None
+    rendition = item.renditions.filter(rows=rows, cols=cols, depth=depth).first()
+    if rendition is None:
+        return None
+    return personalised_slice(rendition_files(rendition)[number - 1], served_file_key(assigned_case.token), number)
 
 
 def window_presets(modality: str) -> list[dict]:

@@ -9,12 +9,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.generic import TemplateView, View
 
-from readerstudy.imaging.pool import rendition_files
-from readerstudy.studies.config import stratum_key
 from readerstudy.studies.models import AssignedCase, Assignment, Study
 
 from .answers import AnswerError, save_answer
-from .blinded import case_payload
+from .blinded import case_payload, served_slice
 from .worklist import reader_assignments, reader_case, reader_position
 
 NO_STORE = "no-store"
@@ -74,12 +72,17 @@ class StudyResumeView(LoginRequiredMixin, View):
 
 
 class StudyDoneView(LoginRequiredMixin, TemplateView):
+    """The end page, only once every case is answered (before that, back to where the reader stopped)."""
+
     template_name = "reading/done.html"
 
-    def get_context_data(self, **kwargs):
-        assignment = get_object_or_404(Assignment, study__slug=self.kwargs["slug"], reader=self.request.user,
+    def get(self, request, *args, **kwargs):
+        assignment = get_object_or_404(Assignment, study__slug=self.kwargs["slug"], reader=request.user,
                                        study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
-        return super().get_context_data(study=assignment.study, position=reader_position(assignment), **kwargs)
+        position = reader_position(assignment)
+        if not position.finished:
+            return redirect("read-study", slug=assignment.study.slug)
+        return self.render_to_response(self.get_context_data(study=assignment.study, position=position))
 
 
 class CaseView(ReaderCaseMixin, TemplateView):
@@ -89,13 +92,18 @@ class CaseView(ReaderCaseMixin, TemplateView):
 
     def get(self, request, *args, **kwargs):
         case = self.get_case()
-        if case.assignment.study.status != Study.Status.OPEN:
-            return redirect("read-study", slug=case.assignment.study.slug)
-        position = reader_position(case.assignment)
-        if not position.may_open(position.row(case.token)):
+        position, ok = openable(case)
+        if not ok:
             return redirect("read-study", slug=case.assignment.study.slug)
         response = self.render_to_response(self.get_context_data(payload=case_payload(case, position)))
         return no_store(response)
+
+
+def openable(case: AssignedCase):
+    """(position, True) when the reader may open the case now: study open, case reached, no washout."""
+    position = reader_position(case.assignment)
+    ok = case.assignment.study.status == Study.Status.OPEN and position.may_open(position.row(case.token))
+    return position, ok
 
 
 class CaseStateView(JsonCaseMixin, View):
@@ -103,22 +111,23 @@ class CaseStateView(JsonCaseMixin, View):
 
     def get(self, request, token):
         case = self.get_case()
-        return no_store(JsonResponse(case_payload(case, reader_position(case.assignment))))
+        position, ok = openable(case)
+        if not ok:
+            return no_store(JsonResponse({"error": "this case cannot be opened now: cases are read in order, "
+                                                   "and only while the study is open"}, status=409))
+        return no_store(JsonResponse(case_payload(case, position)))
 
 
 class SliceView(ReaderCaseMixin, View):
-    """One canonical DICOM slice. No file name, date, ETag source or length that depends on truth."""
+    """One canonical DICOM slice with this reader's own UIDs. No file name, date or ETag source."""
 
     def get(self, request, token, number):
         case = self.get_case()
-        item = case.case.item
-        rows, cols, depth = case.assignment.study.config["presets"][stratum_key(item.modality, item.dimensionality)]
-        if not 1 <= number <= depth:
+        if not openable(case)[1]:
+            raise Http404("This case cannot be opened now.")
+        data = served_slice(case, number)
+        if data is None:
             raise Http404("No such slice.")
-        rendition = item.renditions.filter(rows=rows, cols=cols, depth=depth).first()
-        if rendition is None:
-            raise Http404("This case is not prepared.")
-        data = rendition_files(rendition)[number - 1].read_bytes()
         response = HttpResponse(data, content_type="application/dicom")
         response["Cache-Control"] = "private, max-age=86400"
         return response

@@ -7,9 +7,14 @@ Layout:
     questions           {"confidence": bool, "template": "khader"|"likert"|"none",
                          "criteria": [...], "scales": {criterion: [options]}}
     reading             {"allow_back", "calibration_cases", "repeat_cases", "sessions",
-                         "washout_hours", "blank_ms", "block_size"}
+                         "washout_hours", "blank_ms"}
+    sampling            {"max_per_group": cases per source group (1), "truth_count": "exact"|"binomial",
+                         "allow_near_copies": bool, "near_copy_reason": str,
+                         "allow_training_data": bool, "training_data_reason": str}
     matrix              {"size": int|None, "depth": int|None}  None = smallest in the stratum
     presets             {"CT/volume": [rows, cols, depth]}  fixed when cases are drawn
+    drawn               {"excluded": {reason: n}, "regular": {stratum: {"real": n, "synthetic": n}}}
+                        what the draw left out and what it took (written by drawing)
 """
 
 import copy
@@ -38,8 +43,19 @@ DEFAULT_READING = {
     "sessions": 1,
     "washout_hours": 0,
     "blank_ms": 0,
-    "block_size": 10,
 }
+# Read from older configurations and dropped: orders are no longer balanced in blocks (see sampling.py).
+LEGACY_READING = {"block_size"}
+
+DEFAULT_SAMPLING = {
+    "max_per_group": 1,
+    "truth_count": "exact",
+    "allow_near_copies": False,
+    "near_copy_reason": "",
+    "allow_training_data": False,
+    "training_data_reason": "",
+}
+TRUTH_COUNTS = ("exact", "binomial")
 
 
 def stratum_key(modality: str, dimensionality: str) -> str:
@@ -58,8 +74,10 @@ def default_config() -> dict:
             "scales": scales.template_scales("khader"),
         },
         "reading": dict(DEFAULT_READING),
+        "sampling": dict(DEFAULT_SAMPLING),
         "matrix": {"size": None, "depth": None},
         "presets": {},
+        "drawn": {},
     }
 
 
@@ -104,7 +122,10 @@ def validate_config(raw: dict) -> dict:
 
     config["questions"] = _validate_questions(config["questions"])
     config["reading"] = _validate_reading(config["reading"])
+    config["sampling"] = _validate_sampling(config["sampling"])
 
+    if not isinstance(config["drawn"], dict) or not isinstance(config["presets"], dict):
+        raise StudyConfigError("presets and drawn are written when cases are drawn and must be objects")
     matrix = config["matrix"]
     if not isinstance(matrix, dict) or set(matrix) != {"size", "depth"}:
         raise StudyConfigError("matrix must have exactly size and depth (null = smallest in the stratum)")
@@ -147,10 +168,10 @@ def _validate_questions(q: dict) -> dict:
 def _validate_reading(r: dict) -> dict:
     if not isinstance(r, dict):
         raise StudyConfigError("reading options must be an object")
-    unknown = set(r) - set(DEFAULT_READING)
+    unknown = set(r) - set(DEFAULT_READING) - LEGACY_READING
     if unknown:
         raise StudyConfigError(f"unknown reading options: {', '.join(sorted(unknown))}")
-    out = {**DEFAULT_READING, **r}
+    out = {**DEFAULT_READING, **{k: v for k, v in r.items() if k not in LEGACY_READING}}
     if not isinstance(out["allow_back"], bool):
         raise StudyConfigError("allow_back must be true or false")
     _int(out["calibration_cases"], "calibration cases", 0, 100)
@@ -158,11 +179,34 @@ def _validate_reading(r: dict) -> dict:
     _int(out["sessions"], "sessions", 1, 20)
     _int(out["washout_hours"], "washout period (hours)", 0, 24 * 365)
     _int(out["blank_ms"], "blank screen between cases (ms)", 0, 10_000)
-    _int(out["block_size"], "block size", 2, 1000)
     if out["calibration_cases"] % 2:
         raise StudyConfigError("calibration cases must be an even number (half real, half synthetic)")
     if out["repeat_cases"] % 2:
         raise StudyConfigError("repeated cases must be an even number (half real, half synthetic)")
+    return out
+
+
+def _validate_sampling(sampling: dict) -> dict:
+    if not isinstance(sampling, dict):
+        raise StudyConfigError("sampling options must be an object")
+    unknown = set(sampling) - set(DEFAULT_SAMPLING)
+    if unknown:
+        raise StudyConfigError(f"unknown sampling options: {', '.join(sorted(unknown))}")
+    out = {**DEFAULT_SAMPLING, **sampling}
+    _int(out["max_per_group"], "cases per source group", 1, 1000)
+    if out["truth_count"] not in TRUTH_COUNTS:
+        raise StudyConfigError("truth_count must be 'exact' (the set ratio in every stratum) or 'binomial' "
+                               "(each case synthetic with that probability)")
+    if not isinstance(out["allow_near_copies"], bool):
+        raise StudyConfigError("allow_near_copies must be true or false")
+    out["near_copy_reason"] = str(out["near_copy_reason"] or "").strip()
+    if out["allow_near_copies"] and not out["near_copy_reason"]:
+        raise StudyConfigError("give a reason for allowing synthetic near-copies of real images (it is recorded)")
+    if not isinstance(out["allow_training_data"], bool):
+        raise StudyConfigError("allow_training_data must be true or false")
+    out["training_data_reason"] = str(out["training_data_reason"] or "").strip()
+    if out["allow_training_data"] and not out["training_data_reason"]:
+        raise StudyConfigError("give a reason for showing a generator's training data as real cases (it is recorded)")
     return out
 
 

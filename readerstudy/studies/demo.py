@@ -1,4 +1,10 @@
-"""The demo study `make demo` opens for reader1 and reader2 (balanced, every stratum of the demo pool)."""
+"""The demo study `make demo` opens for reader1 and reader2 (balanced, every stratum of the demo pool).
+
+Its real cases come from sources the shipped demo models were not trained on
+(data/demo/heldout), one case per source group. The one exception is recorded in
+the study's configuration: the only CT volume that ships offline is the one the
+volume model learned from, so the CT volume stratum shows it (allowed with a reason).
+"""
 
 from django.contrib.auth import get_user_model
 
@@ -9,14 +15,19 @@ from .sampling import assign_readers
 DEMO_SLUG = "demo-study"
 DEMO_CONFIG = {
     "strata": [
-        {"modality": "XR", "dimensionality": "2d", "cases": 4},
+        {"modality": "XR", "dimensionality": "2d", "cases": 2},
         {"modality": "CT", "dimensionality": "2d", "cases": 8},
         {"modality": "CT", "dimensionality": "3d", "cases": 2},
         {"modality": "MR", "dimensionality": "2d", "cases": 8},
         {"modality": "MR", "dimensionality": "3d", "cases": 4},
     ],
     "synthetic_fraction": 0.5,
-    "reading": {"calibration_cases": 2, "repeat_cases": 2, "blank_ms": 300, "block_size": 6},
+    "reading": {"calibration_cases": 2, "repeat_cases": 2, "blank_ms": 300},
+    "sampling": {
+        "allow_training_data": True,
+        "training_data_reason": "demo only: the one CT volume that ships offline is the demo volume model's "
+                                "training volume; every other real case is held out from training",
+    },
 }
 DEMO_INSTRUCTIONS = (
     "Decide for each image whether it is a real scan or was made by a generative model, "

@@ -6,6 +6,7 @@ from readerstudy.accounts.roles import READER
 
 from . import scales
 from .config import STRATA, StudyConfigError, default_config, stratum_key, validate_config
+from .sampling import check_matrix
 
 STRATUM_LABELS = {
     "XR/2d": "X-ray images", "CT/2d": "CT slices", "CT/3d": "CT volumes",
@@ -51,8 +52,19 @@ class StudyForm(forms.Form):
     sessions = forms.IntegerField(min_value=1, max_value=20, initial=1)
     washout_hours = forms.IntegerField(min_value=0, initial=0, label="Washout between sessions (hours)")
     blank_ms = forms.IntegerField(min_value=0, max_value=10000, initial=0, label="Blank screen between cases (ms)")
-    block_size = forms.IntegerField(min_value=2, initial=10,
-                                    help_text="Each block of this many cases is balanced across strata and truth.")
+    max_per_group = forms.IntegerField(
+        min_value=1, max_value=1000, initial=1, label="Cases per source group",
+        help_text="At most this many cases of one patient, source file, volume or generated seed (1: independent cases).",
+    )
+    truth_count = forms.ChoiceField(
+        choices=[("exact", "Exactly the synthetic share in every stratum"),
+                 ("binomial", "Each case synthetic with that probability (the count itself is random)")],
+        initial="exact", label="Real/synthetic count",
+        help_text="Reading orders are random over the whole list either way; with a random count even a reader "
+                  "who counts the cases learns nothing.",
+    )
+    allow_near_copies = forms.BooleanField(required=False, label="Allow synthetic near-copies of real images")
+    near_copy_reason = forms.CharField(required=False, max_length=500, label="Reason (recorded with the study)")
     matrix_size = forms.IntegerField(min_value=16, max_value=2048, required=False,
                                      help_text="Pixels per side; empty: the smallest item in each stratum.")
     matrix_depth = forms.IntegerField(min_value=2, max_value=1024, required=False,
@@ -88,7 +100,7 @@ class StudyForm(forms.Form):
             "synthetic_percent": round(c["synthetic_fraction"] * 100), "generators": c["generators"],
             "confidence": c["questions"]["confidence"], "template": c["questions"]["template"],
             "criteria": c["questions"]["criteria"], "matrix_size": c["matrix"]["size"],
-            "matrix_depth": c["matrix"]["depth"], **c["reading"],
+            "matrix_depth": c["matrix"]["depth"], **c["reading"], **c["sampling"],
         }
         for s in c["strata"]:
             initial[_field_name(stratum_key(s["modality"], s["dimensionality"]))] = s["cases"]
@@ -125,11 +137,15 @@ class StudyForm(forms.Form):
             questions={"confidence": data["confidence"], "template": template,
                        "criteria": data["criteria"], "scales": custom},
             reading={k: data[k] for k in ("allow_back", "calibration_cases", "repeat_cases", "sessions",
-                                          "washout_hours", "blank_ms", "block_size")},
+                                          "washout_hours", "blank_ms")},
+            sampling={k: data.get(k) for k in ("max_per_group", "truth_count", "allow_near_copies",
+                                               "near_copy_reason")},
             matrix={"size": data.get("matrix_size"), "depth": data.get("matrix_depth")},
         )
         try:
             self.config = validate_config(config)
+            if self.config["strata"]:
+                check_matrix(self.config)
         except StudyConfigError as exc:
             raise forms.ValidationError(str(exc)) from None
         if not self.config["strata"]:

@@ -1,33 +1,49 @@
-"""Leak audit: real and synthetic cases must not differ in anything but pixel values.
+"""Leak audit: real and synthetic cases must not differ in anything the platform controls.
 
-Before a study opens, every canonical file its readers will be served is read
-back and compared, per stratum, on each non-pixel property a browser can see:
-the tag set and tag values (UIDs excepted), file size, matrix, slice count, bit
-depth and value range. A property whose values differ between the real and the
-synthetic cases of a stratum is a leak, and the study is refused.
+Before a study opens, every file its readers will be served is built as it will
+be served (`canonical.personalised_slice`), read back and compared per stratum:
+
+- metadata: tag set and tag values (UIDs excepted), file size, matrix, slice
+  count, bit depth and value range; a property whose values differ between the
+  real and the synthetic cases of a stratum is a leak and blocks opening;
+- independence: two cases of one source group beyond the study's limit, a
+  calibration case sharing a group with a case to judge, and any case shown
+  upsampled block opening;
+- pixels (`pixel_audit`): exact duplicates block opening; near-duplicates, and
+  a feature or classifier whose AUC interval excludes 0.5, are warnings.
+
+The result carries a fingerprint of the files it read; a study opens only with
+a passed audit whose fingerprint still matches (the audit itself runs as a job).
 """
 
-from collections import defaultdict
+import hashlib
+import io
+from collections import Counter, defaultdict
 
+import numpy as np
 import pydicom
 from django.utils import timezone
 
+from readerstudy.imaging.importing import NullProgress
+from readerstudy.imaging.canonical import personalised_slice, served_file_key, upsampling
 from readerstudy.imaging.models import Origin
 from readerstudy.imaging.pool import rendition_files
 
-from .config import stratum_key
-from .models import Study
+from . import pixel_audit
+from .config import stratum_key, validate_config
+from .models import Study, StudyCase
 
 # Tags whose values are random per file by design (fixed length, so sizes still match).
 RANDOM_VALUED = {
     "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "MediaStorageSOPInstanceUID",
 }
 NOT_COMPARED_VALUES = RANDOM_VALUED | {"PixelData", "InstanceNumber"}
+AUDIT_TOKEN = "leak-audit"
 
 
-def file_properties(path) -> dict:
-    """Every non-pixel property of one served DICOM file, as hashable values."""
-    ds = pydicom.dcmread(path)
+def file_properties(data: bytes) -> tuple[dict, np.ndarray]:
+    """Every non-pixel property of one served DICOM file (as hashable values), and its pixels."""
+    ds = pydicom.dcmread(io.BytesIO(data))
     elements = list(ds.file_meta) + list(ds)
     pixels = ds.pixel_array
     declared_max = (1 << int(ds.BitsStored)) - 1
@@ -36,7 +52,7 @@ def file_properties(path) -> dict:
         "tag values": tuple(
             (e.keyword, str(e.value)) for e in elements if e.keyword not in NOT_COMPARED_VALUES
         ),
-        "file size": path.stat().st_size,
+        "file size": len(data),
         "matrix": (int(ds.Rows), int(ds.Columns)),
         "bit depth": (int(ds.BitsAllocated), int(ds.BitsStored), int(ds.HighBit), int(ds.PixelRepresentation)),
         "value range": (
@@ -44,7 +60,7 @@ def file_properties(path) -> dict:
             "within declared bits" if int(pixels.max(initial=0)) <= declared_max else "exceeds declared bits",
             str(pixels.dtype),
         ),
-    }
+    }, pixels
 
 
 def _describe(values: set) -> str:
@@ -53,53 +69,121 @@ def _describe(values: set) -> str:
     return text + (f" (+{len(values) - 3} more)" if len(values) > 3 else "")
 
 
-def run_leak_audit(study: Study, save: bool = True) -> dict:
-    """Compare real and synthetic served files per stratum; returns {"ok", "problems", "strata", "files"}."""
+def _audited_cases(study: Study):
+    return list(study.cases.select_related("item").exclude(role=StudyCase.Role.REPEAT).order_by("pk"))
+
+
+def _rendition(item, preset):
+    return preset and item.renditions.filter(rows=preset[0], cols=preset[1], depth=preset[2]).first()
+
+
+def audit_fingerprint(study: Study) -> str:
+    """A hash of what the audit reads: cases, presets, and every served file's size and modification time."""
     presets = study.config.get("presets", {})
+    h = hashlib.sha256(repr(sorted(presets.items())).encode())
+    for case in _audited_cases(study):
+        item = case.item
+        rendition = _rendition(item, presets.get(stratum_key(item.modality, item.dimensionality)))
+        h.update(f"{case.pk}:{item.pk}:{case.role}:{rendition.directory if rendition else '-'}".encode())
+        for path in rendition_files(rendition) if rendition else []:
+            stat = path.stat() if path.exists() else None
+            h.update((f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "missing").encode())
+    return h.hexdigest()
+
+
+def _independence_problems(study: Study, cases: list) -> list[str]:
+    rules = validate_config(study.config)["sampling"]
     problems = []
+    regular = Counter(c.item.source_group for c in cases if c.role == StudyCase.Role.REGULAR)
+    over = {g: n for g, n in regular.items() if n > rules["max_per_group"]}
+    if over:
+        problems.append(f"{sum(over.values())} cases share {len(over)} source group(s) beyond the study's limit of "
+                        f"{rules['max_per_group']} per group (prepare the study again)")
+    shared = {c.item.source_group for c in cases if c.role == StudyCase.Role.CALIBRATION} & set(regular)
+    if shared:
+        problems.append(f"{len(shared)} calibration case(s) share a source group with cases to judge: "
+                        "their feedback would give those cases away (prepare the study again)")
+    return problems
+
+
+def run_leak_audit(study: Study, save: bool = True, progress=None) -> dict:
+    """Audit every served file (see the module docstring); returns {"ok", "problems", "warnings", "strata",
+    "pixels", "files", "fingerprint", "at"}."""
+    progress = progress or NullProgress()
+    presets = study.config.get("presets", {})
+    problems, warnings = [], []
     # stratum -> origin -> property -> set of values
     seen = defaultdict(lambda: defaultdict(lambda: defaultdict(set)))
     counts = defaultdict(lambda: defaultdict(int))
+    served = defaultdict(list)  # stratum -> [pixel_audit.Case]
     files = 0
-    cases = study.cases.select_related("item").exclude(role="repeat")
-    if not cases.exists():
+    key = served_file_key(AUDIT_TOKEN)
+    cases = _audited_cases(study)
+    fingerprint = audit_fingerprint(study)
+    if not cases:
         problems.append("the study has no cases yet")
+    progress.start(len(cases) + 1)
     for case in cases:
+        progress.check_cancelled()
         item = case.item
-        key = stratum_key(item.modality, item.dimensionality)
-        preset = presets.get(key)
-        rendition = preset and item.renditions.filter(rows=preset[0], cols=preset[1], depth=preset[2]).first()
+        stratum = stratum_key(item.modality, item.dimensionality)
+        preset = presets.get(stratum)
+        rendition = _rendition(item, preset)
         if not rendition:
-            problems.append(f"{key}: a case has no rendition at the study's matrix yet (prepare the study again)")
+            problems.append(f"{stratum}: a case has no rendition at the study's matrix yet (prepare the study again)")
             continue
-        counts[key][item.origin] += 1
+        if upsampling(tuple(item.master_shape), *preset):
+            problems.append(f"{stratum}: item #{item.pk} ({'x'.join(map(str, item.master_shape))}) is shown "
+                            f"upsampled at {'x'.join(map(str, preset))}")
+        counts[stratum][item.origin] += 1
         paths = rendition_files(rendition)
-        seen[key][item.origin]["slices per case"].add(len(paths))
-        for path in paths:
-            for prop, value in file_properties(path).items():
-                seen[key][item.origin][prop].add(value)
+        seen[stratum][item.origin]["slices per case"].add(len(paths))
+        planes = []
+        for number, path in enumerate(paths, start=1):
+            properties, pixels = file_properties(personalised_slice(path, key, number))
+            for prop, value in properties.items():
+                seen[stratum][item.origin][prop].add(value)
+            planes.append(pixels)
             files += 1
+        served[stratum].append(pixel_audit.Case(case.pk, item.pk, item.origin, case.role, np.stack(planes)))
+        progress.advance(1, f"read case {case.pk}")
     strata = {}
-    for key in sorted(seen):
-        real, synthetic = seen[key][Origin.REAL], seen[key][Origin.SYNTHETIC]
+    for stratum in sorted(seen):
+        real, synthetic = seen[stratum][Origin.REAL], seen[stratum][Origin.SYNTHETIC]
         differing = []
         if real and synthetic:
             for prop in real.keys() | synthetic.keys():
                 if real[prop] != synthetic[prop]:
                     differing.append(prop)
                     problems.append(
-                        f"{key}: {prop} differs — real: {_describe(real[prop])}; "
+                        f"{stratum}: {prop} differs — real: {_describe(real[prop])}; "
                         f"synthetic: {_describe(synthetic[prop])}"
                     )
-        strata[key] = {
-            "real": counts[key][Origin.REAL], "synthetic": counts[key][Origin.SYNTHETIC],
+        strata[stratum] = {
+            "real": counts[stratum][Origin.REAL], "synthetic": counts[stratum][Origin.SYNTHETIC],
             "differs": sorted(differing),
             "file_sizes": sorted(real["file size"] | synthetic["file size"]),
             "matrix": sorted(real["matrix"] | synthetic["matrix"]),
         }
-    result = {"ok": not problems, "problems": problems, "strata": strata, "files": files,
-              "at": timezone.now().isoformat()}
+    problems += _independence_problems(study, cases)
+    pixels = {}
+    everything = [c for group in served.values() for c in group]
+    exact, near = pixel_audit.duplicates(everything)
+    problems += exact
+    warnings += near
+    for stratum in sorted(served):
+        pixels[stratum] = pixel_audit.stratum_report(served[stratum], seed=study.seed % 2**32)
+        warnings += [f"{stratum}: {w}" for w in pixels[stratum]["warnings"]]
+    progress.advance(1, "pixel audit done")
+    result = {"ok": not problems, "problems": problems, "warnings": warnings, "strata": strata, "pixels": pixels,
+              "files": files, "fingerprint": fingerprint, "at": timezone.now().isoformat()}
     if save:
         Study.objects.filter(pk=study.pk).update(audit=result)
         study.audit = result
     return result
+
+
+def audit_is_current(study: Study) -> bool:
+    """A passed audit whose files have not changed since."""
+    audit = study.audit or {}
+    return bool(audit.get("ok")) and audit.get("fingerprint") == audit_fingerprint(study)

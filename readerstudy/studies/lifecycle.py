@@ -14,10 +14,10 @@ from readerstudy.imaging.importing import NullProgress
 
 from readerstudy.audit.log import record
 
-from .leak_audit import run_leak_audit
+from .leak_audit import audit_is_current, run_leak_audit
 from .config import StudyConfigError, stratum_key, validate_config
 from .models import Study
-from .sampling import draw_cases, write_cases
+from .sampling import check_matrix, draw_cases, write_cases
 
 
 def new_study_seed() -> int:
@@ -35,8 +35,10 @@ def unique_slug(name: str) -> str:
 
 def create_study(*, name: str, config: dict, instructions: str = "", created_by=None, seed=None) -> Study:
     """A new draft study with a validated configuration and a stored seed."""
+    config = validate_config(config)
+    check_matrix(config)
     study = Study.objects.create(
-        name=name, slug=unique_slug(name), instructions=instructions, config=validate_config(config),
+        name=name, slug=unique_slug(name), instructions=instructions, config=config,
         seed=new_study_seed() if seed is None else seed, created_by=created_by,
     )
     record("study.created", created_by, study, study.slug, seed=study.seed)
@@ -48,7 +50,9 @@ def update_study(study: Study, actor=None, **fields) -> list[str]:
     if study.status != Study.Status.DRAFT:
         raise StudyConfigError("only a draft study can be changed; its configuration is frozen once opened")
     if "config" in fields:
-        fields["config"] = {**validate_config(fields["config"]), "presets": study.config.get("presets", {})}
+        fields["config"] = {**validate_config(fields["config"]), "presets": study.config.get("presets", {}),
+                            "drawn": study.config.get("drawn", {})}
+        check_matrix(fields["config"])
     changed = [name for name, value in fields.items() if getattr(study, name) != value]
     for name in changed:
         setattr(study, name, fields[name])
@@ -72,10 +76,12 @@ def prepare_study(study: Study, progress=None) -> dict:
         ensure_rendition(case.item, *preset)
         progress.advance(1, f"rendered case {case.pk}")
     audit = run_leak_audit(study)
-    progress.advance(1, "leak audit " + ("passed" if audit["ok"] else "found differences"))
+    progress.advance(1, "leak audit " + ("passed" if audit["ok"] else "found differences")
+                     + (f" ({len(audit['warnings'])} warnings)" if audit["warnings"] else ""))
     return {
         "cases": len(draw.regular), "calibration": len(draw.calibration), "repeats": len(draw.repeats),
         "presets": draw.presets, "audit_ok": audit["ok"], "audit_problems": audit["problems"][:20],
+        "audit_warnings": audit["warnings"][:20], "excluded": draw.excluded,
     }
 
 
@@ -95,17 +101,39 @@ def create_prepare_job(study: Study, user=None):
     return job
 
 
+def create_audit_job(study: Study, user=None):
+    """Queue the leak audit (metadata, independence, pixels) as a background job; returns the Job."""
+    from readerstudy.jobs.models import Job
+
+    from .tasks import audit_study_task
+
+    if not study.cases.exists():
+        raise StudyConfigError("prepare the study first: it has no cases")
+    job = Job.objects.create(
+        kind=Job.Kind.AUDIT_STUDY, title=f"Leak audit of {study.name}",
+        params={"study_id": study.pk, "study_slug": study.slug}, created_by=user,
+    )
+    transaction.on_commit(lambda: audit_study_task.enqueue(job.pk))
+    record("study.audit", user, study, study.slug, job=job.pk)
+    return job
+
+
 def open_study(study: Study, actor=None) -> dict:
-    """Open for reading after a fresh leak audit; raises StudyConfigError saying what blocks it."""
+    """Open for reading once a passed leak audit still matches the files; raises StudyConfigError saying
+    what blocks it. (The audit reads every served file, so it runs as a job, never in a request.)"""
     if study.status == Study.Status.OPEN:
         raise StudyConfigError("the study is already open")
     if not study.cases.exists():
         raise StudyConfigError("prepare the study first: it has no cases")
     if not study.assignments.exists():
         raise StudyConfigError("assign at least one reader first")
-    audit = run_leak_audit(study)
-    if not audit["ok"]:
+    audit = study.audit or {}
+    if not audit:
+        raise StudyConfigError("run the leak audit first")
+    if not audit.get("ok"):
         raise StudyConfigError("the leak audit found differences: " + "; ".join(audit["problems"][:5]))
+    if not audit_is_current(study):
+        raise StudyConfigError("the served files changed since the last leak audit: run the leak audit again")
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(pk=study.pk)
         locked.status = Study.Status.OPEN

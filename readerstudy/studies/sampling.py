@@ -1,17 +1,37 @@
 """Drawing a study's cases from the pool and each reader's case order, both from stored seeds.
 
 Same pool + same seed gives the same cases; same study seed + reader gives the
-same order. Orders are stratified: every block of `block_size` consecutive
-regular cases holds each (stratum, truth) group in proportion, so a reader who
-stops early has still seen a balanced mix.
+same order.
+
+Cases must be independent and must not give the truth away:
+
+- at most `max_per_group` cases per source group (patient, source file, parent
+  volume, generator and seed; see `imaging.sources`), and never two items with
+  the same stored pixels;
+- calibration cases (whose truth is shown) come from groups no regular case
+  uses, and an item that is a regular case in one study is never a calibration
+  case in another (and the other way round);
+- a generator's training data are never drawn as real cases beside its samples
+  (unless the coordinator allows it with a recorded reason, and then only where
+  no other real item is left; which ones were used is recorded);
+- synthetic near-copies of real images are left out unless the coordinator
+  allows them with a recorded reason;
+- no item is shown upsampled: a matrix above the smallest item of a stratum is refused.
+
+Orders are a uniformly random permutation of the regular cases (no blocks): a
+reader who has seen some truths learns nothing about the next case beyond the
+study's ratio. With `truth_count: "binomial"` each case is synthetic with the
+set probability, so even a reader who counts learns nothing at the end of the list.
 """
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import transaction
 
 from readerstudy.audit.log import record
+from readerstudy.imaging.canonical import upsampling
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 
 from .config import StudyConfigError, stratum_key, validate_config
@@ -26,54 +46,184 @@ class Draw:
     calibration: list
     repeats: list  # PoolItems of regular cases shown twice
     presets: dict  # stratum key -> [rows, cols, depth]
+    excluded: dict = field(default_factory=dict)  # reason -> number of items left out
+    training_used: list = field(default_factory=list)  # ids of training items drawn as real cases (allowed)
 
 
-def _split(total: int, fraction: float) -> tuple[int, int]:
-    synthetic = int(round(total * fraction))
+def _split(total: int, fraction: float, rng, how: str) -> tuple[int, int]:
+    synthetic = int(rng.binomial(total, fraction)) if how == "binomial" else int(round(total * fraction))
     return total - synthetic, synthetic
 
 
-def _eligible(config: dict, modality: str, dimensionality: str, origin: str) -> list[PoolItem]:
+def _study_generators(config: dict):
+    """The generators whose samples this study may show."""
+    from generation.models import Generator
+
+    qs = Generator.objects.all()
+    if config["generators"]:
+        qs = qs.filter(pk__in=config["generators"])
+    return list(qs)
+
+
+def _stratum_items(config: dict, modality: str, dimensionality: str, origin: str):
     qs = PoolItem.objects.filter(modality=modality, dimensionality=dimensionality, origin=origin)
     if origin == Origin.SYNTHETIC and config["generators"]:
         qs = qs.filter(generator_id__in=config["generators"])
-    return list(qs.order_by("pk"))
+    return qs
 
 
-def _pick(rng, items: list, n: int) -> list:
-    return [items[i] for i in sorted(rng.choice(len(items), size=n, replace=False))] if n else []
+def _roles_elsewhere(study: Study) -> tuple[set, set]:
+    """Source groups of (regular or repeated cases, calibration cases) in other studies.
+
+    A calibration case shows its truth, so its group must not be a case to judge
+    in any other study a reader may take part in, and the other way round.
+    """
+    rows = StudyCase.objects.exclude(study=study).values_list("item__source_group", "role")
+    regular = {g for g, role in rows if role != StudyCase.Role.CALIBRATION}
+    calibration = {g for g, role in rows if role == StudyCase.Role.CALIBRATION}
+    return regular, calibration
+
+
+class _GroupLedger:
+    """Counts cases per source group and per content hash while drawing."""
+
+    def __init__(self, max_per_group: int):
+        self.max = max_per_group
+        self.groups: Counter = Counter()
+        self.contents: set = set()
+
+    def admits(self, item: PoolItem, fresh_group: bool = False) -> bool:
+        if item.content_sha256 and item.content_sha256 in self.contents:
+            return False
+        if fresh_group:
+            return self.groups[item.source_group] == 0
+        return self.groups[item.source_group] < self.max
+
+    def take(self, item: PoolItem) -> None:
+        self.groups[item.source_group] += 1
+        if item.content_sha256:
+            self.contents.add(item.content_sha256)
+
+
+def _take(rng, items: list, n: int, ledger: _GroupLedger, fresh_group: bool = False) -> list:
+    """Up to n items in a seeded random order, skipping those the ledger refuses."""
+    chosen = []
+    for i in rng.permutation(len(items)):
+        if len(chosen) == n:
+            break
+        if ledger.admits(items[i], fresh_group):
+            ledger.take(items[i])
+            chosen.append(items[i])
+    return sorted(chosen, key=lambda item: item.pk)
+
+
+def check_matrix(config: dict, items_by_stratum: dict | None = None) -> None:
+    """Refuse a configured matrix that would upsample any item a stratum may show, naming the items."""
+    size, depth = config["matrix"]["size"], config["matrix"]["depth"]
+    if size is None and depth is None:
+        return
+    problems = []
+    for s in config["strata"]:
+        key = stratum_key(s["modality"], s["dimensionality"])
+        volume = s["dimensionality"] == Dimensionality.VOLUME
+        if items_by_stratum is not None:
+            items = items_by_stratum.get(key, [])
+        else:
+            items = [item for origin in (Origin.REAL, Origin.SYNTHETIC)
+                     for item in _stratum_items(config, s["modality"], s["dimensionality"], origin)
+                     .only("id", "master_shape", "origin")]
+        bad = []
+        for item in items:
+            d, h, w = item.master_shape
+            rows = cols = size or min(h, w)
+            want = (depth or d) if volume else 1
+            if upsampling((d, h, w), rows, cols, want):
+                bad.append(item)
+        if bad:
+            smallest = min(min(i.master_shape[1:]) for i in bad)
+            named = ", ".join(f"#{i.pk} ({'x'.join(map(str, i.master_shape[1:]))}"
+                              f"{' x ' + str(i.master_shape[0]) + ' slices' if volume else ''})" for i in bad[:5])
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            limit = f"at most {smallest} pixels" + (
+                f" and {min(i.master_shape[0] for i in bad)} slices" if volume and depth else "")
+            problems.append(f"{key}: the matrix would upsample item{'s' if len(bad) > 1 else ''} {named}{more}; "
+                            f"choose {limit}, or leave it empty to use the smallest item")
+    if problems:
+        raise StudyConfigError("; ".join(problems))
 
 
 def draw_cases(study: Study) -> Draw:
     """Choose regular, calibration and repeated cases; raises StudyConfigError listing every shortfall."""
     config = validate_config(study.config)
-    reading = config["reading"]
+    reading, rules = config["reading"], config["sampling"]
     if not config["strata"]:
         raise StudyConfigError("the study has no cases: give at least one stratum a number of cases")
     rng = np.random.default_rng(study.seed)
-    problems, regular, leftovers = [], [], {Origin.REAL: [], Origin.SYNTHETIC: []}
+    regular_elsewhere, calibration_elsewhere = _roles_elsewhere(study)
+    trained_on = {g for generator in _study_generators(config) for g in generator.config.get("training_groups", [])}
+    excluded = Counter()
+
+    trained_items = {}
+
+    def eligible(modality, dimensionality, origin, for_calibration=False):
+        items, reasons = [], Counter()
+        for item in _stratum_items(config, modality, dimensionality, origin).select_related("generator"):
+            if origin == Origin.REAL and item.source_group in trained_on:
+                reasons["real items a study generator was trained on"] += 1
+                if not for_calibration:
+                    trained_items.setdefault((modality, dimensionality), []).append(item)
+            elif (origin == Origin.SYNTHETIC and item.quality.get("near_copy") and not rules["allow_near_copies"]
+                  and not item.generator.is_control):
+                reasons["synthetic near-copies of real images"] += 1
+            elif item.source_group in (regular_elsewhere if for_calibration else calibration_elsewhere):
+                reasons["cases of other studies in the opposite role" if for_calibration else
+                        "calibration cases of other studies"] += 1
+            else:
+                items.append(item)
+        if not for_calibration:
+            excluded.update(reasons)
+        return sorted(items, key=lambda item: item.pk)
+
+    problems, regular, ledger = [], [], _GroupLedger(rules["max_per_group"])
+    training_used = []
+    wanted = []
     for s in config["strata"]:
+        real_n, synthetic_n = _split(s["cases"], config["synthetic_fraction"], rng, rules["truth_count"])
+        for origin, n in ((Origin.REAL, real_n), (Origin.SYNTHETIC, synthetic_n)):
+            wanted.append((s, origin, n, eligible(s["modality"], s["dimensionality"], origin)))
+    # Scarcest groups first, so a volume's group is not used up by its own slices in another stratum.
+    for s, origin, n, pool in sorted(wanted, key=lambda w: (len({i.source_group for i in w[3]}) - w[2])):
         key = stratum_key(s["modality"], s["dimensionality"])
-        for origin, n in zip((Origin.REAL, Origin.SYNTHETIC), _split(s["cases"], config["synthetic_fraction"])):
-            pool = _eligible(config, s["modality"], s["dimensionality"], origin)
-            if len(pool) < n:
-                problems.append(f"{key}: needs {n} {origin} items, the pool has {len(pool)}")
-                continue
-            chosen = _pick(rng, pool, n)
-            regular += [(item, key) for item in chosen]
-            taken = {item.pk for item in chosen}
-            leftovers[origin] += [(item, key) for item in pool if item.pk not in taken]
+        chosen = _take(rng, pool, n, ledger)
+        if len(chosen) < n and origin == Origin.REAL and rules["allow_training_data"]:
+            extra = _take(rng, trained_items.get((s["modality"], s["dimensionality"]), []), n - len(chosen), ledger)
+            training_used += [item.pk for item in extra]
+            chosen = sorted(chosen + extra, key=lambda item: item.pk)
+        if len(chosen) < n:
+            groups = len({i.source_group for i in pool})
+            distinct = len({i.content_sha256 for i in pool})
+            have = f"the pool has {len(pool)} in {groups} group{'s' if groups != 1 else ''}"
+            if distinct < len(pool):
+                have += f", {distinct} distinct images"
+            if min(groups, distinct) >= n:
+                have = f"{len(chosen)} left after the study's other strata ({have})"
+            problems.append(f"{key}: needs {n} {origin} item{'s' if n != 1 else ''} from distinct source groups, "
+                            f"{have}")
+        regular += [(item, key) for item in chosen]
 
     calibration = []
     half = reading["calibration_cases"] // 2
     for origin in (Origin.REAL, Origin.SYNTHETIC):
-        if len(leftovers[origin]) < half:
+        candidates = [(item, stratum_key(s["modality"], s["dimensionality"])) for s in config["strata"]
+                      for item in eligible(s["modality"], s["dimensionality"], origin, for_calibration=True)]
+        keys = {i.pk: k for i, k in candidates}
+        chosen = _take(rng, [i for i, _ in candidates], half, ledger, fresh_group=True)
+        if len(chosen) < half:
             problems.append(
-                f"calibration: needs {half} {origin} items not already used as cases, "
-                f"the study's strata have {len(leftovers[origin])}"
+                f"calibration: needs {half} {origin} items from source groups no case of this study uses "
+                f"(and not cases of other studies), {len(chosen)} found"
             )
-        else:
-            calibration += _pick(rng, leftovers[origin], half)
+        calibration += [(item, keys[item.pk]) for item in chosen]
 
     repeats = []
     half = reading["repeat_cases"] // 2
@@ -82,10 +232,12 @@ def draw_cases(study: Study) -> Draw:
         if len(candidates) < half:
             problems.append(f"repeats: needs {half} {origin} regular cases to repeat, the study has {len(candidates)}")
         else:
-            repeats += _pick(rng, candidates, half)
+            repeats += [candidates[i] for i in sorted(rng.choice(len(candidates), size=half, replace=False))]
     if problems:
         raise StudyConfigError("; ".join(problems))
-    return Draw(regular, calibration, repeats, _presets(config, regular + calibration))
+    chosen = regular + calibration
+    check_matrix(config, {key: [i for i, k in chosen if k == key] for key in {k for _, k in chosen}})
+    return Draw(regular, calibration, repeats, _presets(config, chosen), dict(excluded), training_used)
 
 
 def _presets(config: dict, chosen: list) -> dict:
@@ -118,7 +270,12 @@ def write_cases(study: Study, draw: Draw) -> None:
         + [StudyCase(study=study, item=item, role=StudyCase.Role.REPEAT, repeat_of=by_item[item.pk])
            for item in draw.repeats]
     )
-    study.config = {**validate_config(study.config), "presets": draw.presets}
+    realised = Counter((k, item.origin) for item, k in draw.regular)
+    study.config = {**validate_config(study.config), "presets": draw.presets, "drawn": {
+        "excluded": draw.excluded,
+        "training_items_used": draw.training_used,
+        "regular": {key: {o: realised[(key, o)] for o in (Origin.REAL, Origin.SYNTHETIC)} for key in draw.presets},
+    }}
     study.save(update_fields=["config"])
     _write_orders(study, list(study.assignments.all()))
 
@@ -131,31 +288,18 @@ def order_seed(study: Study, reader_id: int) -> int:
 def reader_order(cases: list[StudyCase], config: dict, seed: int) -> list[tuple[StudyCase, int]]:
     """(case, session) in reading order for one reader.
 
-    Calibration cases come first. Regular cases are spread so that each block of
-    `block_size` holds every (stratum, truth) group in proportion, then shuffled
-    within the block; they are split into `sessions` consecutive sessions. A
-    repeat goes into the session after its original (or the end of the last one).
+    Calibration cases come first, in random order. Regular cases follow in a
+    uniformly random order over the whole list, without blocks: in a balanced
+    block, the truths already seen would tell the truth of the block's last
+    case. They are split into `sessions` consecutive sessions; a repeat goes
+    into the session after its original (or the end of the last one).
     """
     reading = config["reading"]
     rng = np.random.default_rng(seed)
     by_role = {role.value: sorted((c for c in cases if c.role == role), key=lambda c: c.pk) for role in StudyCase.Role}
 
     calibration = [by_role["calibration"][i] for i in rng.permutation(len(by_role["calibration"]))]
-
-    groups: dict = {}
-    for case in by_role["regular"]:
-        item = case.item
-        groups.setdefault((item.modality, item.dimensionality, item.origin), []).append(case)
-    keyed = []
-    for key in sorted(groups):
-        members = [groups[key][i] for i in rng.permutation(len(groups[key]))]
-        offsets = rng.random(len(members))
-        keyed += [((i + offsets[i]) / len(members), case) for i, case in enumerate(members)]
-    spread = [case for _, case in sorted(keyed, key=lambda kc: kc[0])]
-    regular = []
-    for start in range(0, len(spread), reading["block_size"]):
-        block = spread[start:start + reading["block_size"]]
-        regular += [block[i] for i in rng.permutation(len(block))]
+    regular = [by_role["regular"][i] for i in rng.permutation(len(by_role["regular"]))]
 
     n_sessions = reading["sessions"]
     sessions = [list(part) for part in np.array_split(np.array(regular, dtype=object), n_sessions)]
@@ -188,11 +332,40 @@ def _write_orders(study: Study, assignments: list[Assignment]) -> None:
     ], batch_size=5000)
 
 
+def role_conflicts(study: Study, reader) -> list[str]:
+    """Other studies of `reader` where a source group of this study's cases has the opposite role.
+
+    A calibration case shows its truth: the reader must not judge the same
+    source as a regular case in another study, nor see the truth of a case they
+    judge (or may go back to) elsewhere.
+    """
+    here = study.cases.values_list("item__source_group", "role")
+    regular = {g for g, role in here if role != StudyCase.Role.CALIBRATION}
+    calibration = {g for g, role in here if role == StudyCase.Role.CALIBRATION}
+    found = Counter()
+    elsewhere = (StudyCase.objects.filter(study__assignments__reader=reader).exclude(study=study)
+                 .values_list("item__source_group", "role", "study__name"))
+    for group, role, name in elsewhere:
+        if (role == StudyCase.Role.CALIBRATION and group in regular) or (
+                role != StudyCase.Role.CALIBRATION and group in calibration):
+            found[name] += 1
+    return [f"{n} case(s) in the opposite role (calibration vs regular) in “{name}”" for name, n in found.items()]
+
+
 @transaction.atomic
 def assign_readers(study: Study, readers, actor=None) -> list[Assignment]:
-    """Give each reader (not yet in the study) their own stored, reproducible case order."""
+    """Give each reader (not yet in the study) their own stored, reproducible case order.
+
+    Refuses (StudyConfigError, nothing assigned) a reader for whom a case of
+    this study is a calibration case in another of their studies, or the other way round.
+    """
     created = []
     existing = set(study.assignments.values_list("reader_id", flat=True))
+    problems = [f"{reader}: {'; '.join(found)}" for reader in readers
+                if reader.pk not in existing and (found := role_conflicts(study, reader))]
+    if problems:
+        raise StudyConfigError("cannot assign " + "; ".join(problems) + " — draw this study's cases again "
+                               "(drawing avoids such sources) or choose other readers")
     for reader in readers:
         if reader.pk in existing:
             continue

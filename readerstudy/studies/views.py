@@ -9,7 +9,6 @@ from django.views.generic import FormView, TemplateView, View
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 
 from . import lifecycle, sampling, scales
-from .leak_audit import run_leak_audit
 from .config import StudyConfigError, regular_case_count, stratum_key, validate_config
 from .forms import STRATUM_LABELS, ReadersForm, StudyForm
 from .models import Study
@@ -112,10 +111,9 @@ class StudyActionView(StudyMixin, View):
                 job = lifecycle.create_prepare_job(study, request.user)
                 return redirect("job-detail", pk=job.pk)
             if action == "audit":
-                result = run_leak_audit(study)
-                level = messages.success if result["ok"] else messages.error
-                level(request, "Leak audit passed." if result["ok"] else "Leak audit found differences.")
-            elif action == "open":
+                job = lifecycle.create_audit_job(study, request.user)
+                return redirect("job-detail", pk=job.pk)
+            if action == "open":
                 lifecycle.open_study(study, request.user)
                 messages.success(request, "The study is open: assigned readers see it on their worklist.")
             elif action == "close":

@@ -11,7 +11,9 @@ from readerstudy.imaging.models import Dataset, Origin
 DEMO_DIR = Path(settings.BASE_DIR) / "data" / "demo"
 MODELS_DIR = Path(settings.BASE_DIR) / "data" / "models"
 # Demo samples per modality: (2D model, volume model); DDIM steps kept low for a fast start.
-DEMO_SAMPLES = {"XR": (6, 0), "CT": (4, 2), "MR": (4, 2)}
+DEMO_SAMPLES = {"XR": (6, 0), "CT": (6, 2), "MR": (6, 3)}
+# First seed per modality: a (generator, seed) pair is one source group, so modalities must not share seeds.
+DEMO_SEEDS = {"XR": 0, "CT": 1000, "MR": 2000}
 DEMO_STEPS = 25
 
 
@@ -77,7 +79,7 @@ class Command(BaseCommand):
                 n = DEMO_SAMPLES[modality][column]
                 if n == 0 or generator.items.filter(modality=modality).exists():
                     continue
-                job = create_generation_job(generator, modality, n, seed=0, steps=DEMO_STEPS)
+                job = create_generation_job(generator, modality, n, seed=DEMO_SEEDS[modality], steps=DEMO_STEPS)
                 job = run_job(job.pk, run_generation)
                 if job.status != Job.Status.SUCCEEDED:
                     raise CommandError(f"demo sampling failed: {job.error}")
