@@ -185,6 +185,13 @@ def test_build_demo_pool_and_accounts(client, capsys):
     assert study.config["drawn"]["training_items_used"] == [used[0].pk]
     assert "training volume" in study.config["sampling"]["training_data_reason"]
     assert set(study.audit["pixels"]) == {"XR/2d", "CT/2d", "CT/3d", "MR/2d", "MR/3d"}
+    client.login(username="coordinator", password="demo-coordinator")
+    page = client.get(reverse("study-detail", args=[study.slug])).content.decode()
+    assert "Pixels as served" in page and "share of spectral power above half the Nyquist frequency" in page
+    analysis = client.get(reverse("analysis-json", args=[study.slug])).json()
+    assert set(analysis["leak_audit"]["pixels"]) == set(study.audit["pixels"])
+    config = client.get(reverse("analysis-export", args=[study.slug, "config.json"])).getvalue()
+    assert b'"pixels"' in config and b"training_data_reason" in config
     assert sorted(study.assignments.values_list("reader__username", flat=True)) == ["reader1", "reader2"]
     total = PoolItem.objects.count()
     call_command("build_demo")  # idempotent

@@ -195,8 +195,9 @@ def render(master: np.ndarray, modality: str, rows: int, cols: int, depth: int) 
     if modality == "CT":
         return np.clip(np.rint(values), 0, CODE_MAX).astype(np.uint16)
     try:
-        # Unresampled codes lie on the integer grid: spread them over it, as for any integer source.
-        return to_codes(values, modality, step=0.0 if resampled else 1.0)
+        # No dequantisation here: codes already carry their source's (see `to_codes`), and spreading an
+        # unresampled flat background over two codes would itself mark the item (the null-generator test).
+        return to_codes(values, modality)
     except BlankImage:  # a flat crop is served flat
         return np.clip(np.rint(values), 0, CODE_MAX).astype(np.uint16)
 

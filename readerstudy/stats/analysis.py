@@ -231,6 +231,8 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
                    "cases": int(regular["case_id"].nunique()),
                    "calibration_answers": int((answers["role"] == "calibration").sum()),
                    "repeat_answers": int((answers["role"] == "repeat").sum())},
+        # What the platform's own pipeline could give away, beside what readers did (see studies/pixel_audit.py).
+        "leak_audit": {k: (study.audit or {}).get(k) for k in ("ok", "at", "problems", "warnings", "pixels")},
     }
     if regular.empty:
         result["detection"] = Undefined("no submitted answers to regular cases yet")
