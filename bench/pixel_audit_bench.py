@@ -37,6 +37,7 @@ from readerstudy.imaging.models import Dataset, Origin  # noqa: E402
 from readerstudy.imaging.pool import create_pool_item, rendition_files  # noqa: E402
 from readerstudy.studies.config import STRATA, stratum_key  # noqa: E402
 from readerstudy.studies.leak_audit import run_leak_audit  # noqa: E402
+from readerstudy.studies.pixel_audit import PERMUTATIONS  # noqa: E402
 from readerstudy.studies.lifecycle import create_study  # noqa: E402
 from readerstudy.studies.sampling import draw_cases, write_cases  # noqa: E402
 
@@ -58,10 +59,11 @@ def build(cases: int):
         shape = (16, 64, 64) if dims == "3d" else (1, 256, 256)
         for k in range(per_stratum):
             values = phantom(rng, shape)
-            if k % 2:
-                add_synthetic_item(values, modality=modality, generator=generator, seed=n)
+            hu = modality == "CT"
+            if k % 2:  # CT samples in [0, 1] span -1024..3071 HU: scaled to the same HU as the real phantoms
+                add_synthetic_item(values * 2000 / 4095 if hu else values, modality=modality, generator=generator,
+                                   seed=n)
             else:
-                hu = modality == "CT"
                 create_pool_item(values=values * 2000 - 1024 if hu else values, hounsfield=hu, modality=modality,
                                  origin=Origin.REAL, dataset=dataset, source_sha256=f"{n:064x}")
             n += 1
@@ -114,7 +116,7 @@ def main():
         "|---|---|",
         f"| read every served file with pydicom (floor) | {reading:.1f} |",
         f"| `run_leak_audit`: metadata, independence, pixel features, duplicates, classifier with "
-        f"{200} permutations per stratum | {auditing:.1f} |",
+        f"{PERMUTATIONS} permutations per stratum | {auditing:.1f} |",
         "",
         f"Audit ok: {audit['ok']}; {strata}.",
         "",

@@ -9,7 +9,9 @@ from .sampling import DEFAULT_STEPS
 class GenerateForm(forms.Form):
     generator = forms.ModelChoiceField(
         queryset=Generator.objects.filter(kind__in=[Generator.Kind.BUILTIN_2D, Generator.Kind.BUILTIN_3D,
-                                                    Generator.Kind.LOCAL_PIPELINE])
+                                                    Generator.Kind.LOCAL_PIPELINE, Generator.Kind.CONTROL]),
+        help_text="The real-as-synthetic control holds out that many real images and sends them through the "
+                  "synthetic path (a null generator).",
     )
     modality = forms.ChoiceField(choices=Modality.choices)
     n = forms.IntegerField(label="Number of samples", min_value=1, max_value=10000, initial=8)

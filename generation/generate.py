@@ -25,6 +25,8 @@ def validate_request(generator: Generator, modality: str, n: int, seed: int, ste
         raise ConfigError(f"unknown modality {modality!r}")
     if generator.modalities and modality not in generator.modalities:
         raise ConfigError(f"{generator} makes {', '.join(generator.modalities)}, not {modality}")
+    if generator.is_control and prompt:
+        raise ConfigError("the real-as-synthetic control takes no prompt")
     if generator.kind in (Generator.Kind.EXTERNAL, Generator.Kind.DRR):
         raise ConfigError(f"{generator} is not a model that can be sampled ({generator.get_kind_display()})")
     if not 1 <= n <= 10000:
@@ -55,6 +57,10 @@ def run_generation(job, reporter) -> dict:
     generator = Generator.objects.get(pk=p["generator_id"])
     modality, n, seed, steps, prompt = p["modality"], p["n"], p["seed"], p["steps"], p.get("prompt", "")
     validate_request(generator, modality, n, seed, steps, prompt)
+    if generator.is_control:
+        from .control import run_control
+
+        return run_control(job, generator, reporter)
     seeds = [seed + i for i in range(n)]
     done = set(job.generated_items.values_list("seed", flat=True))
     todo = [s for s in seeds if s not in done]

@@ -194,7 +194,9 @@ blinded reader studies. Its output must never be used for diagnosis or treatment
 - Classes (modalities): {', '.join(meta['modalities'])}
 - Trained: {meta['steps_trained']} steps, batch {meta['config']['batch_size']}, learning rate {meta['config']['learning_rate']},
   EMA {meta['config']['ema_decay']}, seed {meta['config']['seed']}, precision {meta['precision']}, final loss {meta['final_loss']}
-- Training data: {meta['training_images']} images from {meta['training_items']} real pool items
+- Training data: {meta['training_images']} images from {meta['training_items']} real pool items in
+  {len(meta.get('training_groups', []))} source groups (recorded in generator.json: studies never show them as
+  real cases beside this model's samples)
 
 ## Training data and licences
 
@@ -204,8 +206,8 @@ blinded reader studies. Its output must never be used for diagnosis or treatment
 
 Trained on few images, the model can reproduce its training images closely
 (memorisation). The platform checks every sample against its nearest real
-training image and flags near-copies; do not show flagged samples in a study
-without review. Pixel statistics, resolution and noise of synthetic images
+training image and flags near-copies, which studies leave out unless a
+coordinator allows them with a recorded reason. Pixel statistics, resolution and noise of synthetic images
 differ from real ones; all pool items are served through one canonical writer
 at one matrix size so that file properties are not a tell.
 """

@@ -212,3 +212,53 @@ def test_volume_depth_above_the_shallowest_volume_is_refused(generator):
     config = {"strata": [{"modality": "CT", "dimensionality": "3d", "cases": 2}], "matrix": {"size": None, "depth": 12}}
     with pytest.raises(StudyConfigError, match=rf"#{shallow.pk} \(48x48 x 6 slices\)"):
         create_study(name="Z", config=config)
+
+
+def test_a_drr_belongs_to_its_volumes_group(generator):
+    from generation.drr import make_drr
+
+    volume = real("file:chest", shape=(12, 48, 48))
+    drr = make_drr(volume)
+    assert drr.origin == Origin.SYNTHETIC and drr.source_group == volume.source_group
+
+
+def test_control_cases_hold_their_sources_out_of_the_real_arm(generator):
+    from django.core.management import call_command
+
+    from generation.control import NAME
+
+    items = [real(f"patient:c{n}", shape=(64, 64)) for n in range(6)]
+    real("patient:small", shape=(48, 48))  # smaller than the control's framing: never held out (upsampled)
+    call_command("make_control", "--modality", "CT", "--dims", "2d", "--n", "2", "--seed", "1")
+    control = Generator.objects.get(name=f"{NAME} 2d")
+    made = list(control.items.all())
+    assert control.is_control and len(made) == 2
+    held_out = {m.source_group for m in made}
+    assert set(control.config["training_groups"]) == held_out
+    assert all(m.master_shape == [1, 64, 64] for m in made)
+    with pytest.raises(Exception, match="needs 5 real CT 2d items of at least 64 pixels not held out yet; 4 are left"):
+        call_command("make_control", "--modality", "CT", "--n", "5")
+    config = ct2d(4, generators=[control.pk])
+    draw = draw_cases(create_study(name="Ctl", seed=1, config=config))
+    drawn_real = {i.source_group for i, _ in draw.regular if i.origin == Origin.REAL}
+    assert not drawn_real & held_out and len(drawn_real) == 2
+    assert {i.pk for i, _ in draw.regular if i.origin == Origin.SYNTHETIC} == {m.pk for m in made}
+    assert len(items) == 6
+    # The control is a generator like any other: the generation job ran it, and a retry would continue it.
+    job = Job.objects.get(kind=Job.Kind.GENERATE, params__generator_id=control.pk, status=Job.Status.SUCCEEDED)
+    assert sorted(job.generated_items.values_list("pk", flat=True)) == sorted(m.pk for m in made)
+
+
+def test_coordinators_add_control_cases_from_the_generate_page(client, django_capture_on_commit_callbacks):
+    for n in range(3):
+        real(f"patient:p{n}", shape=(64, 64), modality="MR")
+    control = Generator.objects.get(name="real-as-synthetic control 2d")
+    client.force_login(coordinator())
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("generate"), {"generator": control.pk, "modality": "MR", "n": 2, "seed": 0,
+                                                     "steps": 1, "prompt": ""})
+    job = Job.objects.get(kind=Job.Kind.GENERATE, params__generator_id=control.pk)
+    assert response.url == reverse("job-detail", args=[job.pk])
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert control.items.count() == 2 and len(job.result["held_out"]) == 2

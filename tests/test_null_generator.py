@@ -19,7 +19,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from generation.control import add_control_items, control_generator
+from generation.control import add_control_item, control_generator
 from readerstudy.imaging.decoders import decode_source, sniff
 from readerstudy.imaging.models import Dataset, Origin
 from readerstudy.imaging.pool import create_pool_item, ensure_rendition, rendition_files
@@ -94,14 +94,16 @@ def test_real_images_through_the_synthetic_path_cannot_be_told_from_real_ones(sm
                              source_locator=str(n))
             for n, (image, values) in enumerate(parts)
         ]
-    generator = control_generator(resolution=64, depth=8)
+    controls_by_dims = {dims: control_generator(dims, resolution=64, depth=8, version="null-test")
+                        for dims in ("2d", "3d")}
     results = {}
     for seed in SEEDS:
         rng = np.random.default_rng(seed)
         for stratum, items in pool.items():
             order = rng.permutation(len(items))
             real, held_out = [items[i] for i in order[:40]], [items[i] for i in order[40:]]
-            controls = add_control_items(held_out, generator)
+            generator = controls_by_dims[stratum[-2:]]
+            controls = [add_control_item(item, generator, seed=n) for n, item in enumerate(held_out)]
             cases = real + controls
             volume = stratum.endswith("3d")
             size = min(min(i.master_shape[1:]) for i in cases)
@@ -122,8 +124,8 @@ def test_the_same_audit_sees_a_pipeline_leak(small_default_renditions, settings)
     items = [create_pool_item(values=v, modality=modality, origin=Origin.REAL, dataset=dataset,
                               step=image.quantisation_step, source_sha256=f"mr:{n:04d}".ljust(64, "0"))
              for n, (image, v) in enumerate(parts)]
-    leaky = control_generator(resolution=24, depth=8, version="leaky")  # samples made at 24 px, served at 64
-    controls = add_control_items(items[40:], leaky)
+    leaky = control_generator("2d", resolution=24, version="leaky")  # samples made at 24 px, served at 64
+    controls = [add_control_item(item, leaky, seed=n) for n, item in enumerate(items[40:])]
     cases = [served_case(i, (64, 64, 1)) for i in items[:40]] + [served_case(i, (64, 64, 1)) for i in controls]
     report = pixel_audit.stratum_report(cases, seed=0)
     assert report["classifier"]["ci95"][0] > 0.75 and report["classifier"]["p_value"] < 0.01

@@ -52,16 +52,8 @@ def shrink_dicom(src: Path, dst: Path, factor: int) -> None:
 
 def shrink_ct_nifti(src: Path, dst: Path) -> None:
     """Halve the chest CT in every axis (area mean) and store it as int16 HU."""
-    img = nib.load(src)
-    vol = np.asarray(img.dataobj, dtype=np.float32)
-    x, y, z = (s // 2 * 2 for s in vol.shape)
-    vol = vol[:x, :y, :z].reshape(x // 2, 2, y // 2, 2, z // 2, 2).mean(axis=(1, 3, 5))
-    affine = img.affine.copy()
-    affine[:3, :3] *= 2
-    out = nib.Nifti1Image(np.round(vol).astype(np.int16), affine)
-    out.header.set_xyzt_units("mm")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(out, dst)
+    halve_nifti(src, dst, np.int16)
 
 
 def main(src_dir: str) -> None:
@@ -97,15 +89,15 @@ def frame_to_single_dicom(src: Path, dst: Path, frame: int) -> None:
     ds.save_as(dst, enforce_file_format=True)
 
 
-def halve_nifti(src: Path, dst: Path) -> None:
-    """Halve a volume in every axis (area mean), keeping its data type."""
+def halve_nifti(src: Path, dst: Path, dtype=None) -> None:
+    """Halve a volume in every axis (area mean), in `dtype` (default: its own data type)."""
     img = nib.load(src)
     vol = np.asarray(img.dataobj, dtype=np.float32)
     x, y, z = (s // 2 * 2 for s in vol.shape[:3])
     vol = vol[:x, :y, :z].reshape(x // 2, 2, y // 2, 2, z // 2, 2).mean(axis=(1, 3, 5))
     affine = img.affine.copy()
     affine[:3, :3] *= 2
-    out = nib.Nifti1Image(np.round(vol).astype(img.get_data_dtype()), affine)
+    out = nib.Nifti1Image(np.round(vol).astype(dtype or img.get_data_dtype()), affine)
     out.header.set_xyzt_units("mm")
     nib.save(out, dst)
 

@@ -88,8 +88,9 @@ def to_codes(values: np.ndarray, modality: str, *, hounsfield: bool = False, inv
     output). Before scaling, each value is spread uniformly over its step
     (dequantisation, seeded by the content so imports are reproducible): an
     8-bit image stretched to 12 bits would otherwise use every 16th code only, a
-    comb that generator output never has. Integer HU stay exact. With `shape`, the dequantised values are framed to (depth, rows, cols)
-    before the final rounding, so resampling and quantisation happen once.
+    comb that generator output never has. Integer HU stay exact. With `shape`,
+    the values are framed to (depth, rows, cols) before the final rounding, so
+    resampling and quantisation happen once.
     """
     values = np.asarray(values, dtype=np.float32)
     if values.ndim != 3 or min(values.shape) < 1:
@@ -157,9 +158,9 @@ def frame(values: np.ndarray, rows: int, cols: int, depth: int) -> np.ndarray:
     """How an item is framed at a matrix: the whole field of view, centre-cropped to the
     matrix's aspect, then resampled (separable linear, antialiased) to (depth, rows, cols).
 
-    The one framing rule: training data, sampling, import and serving all call it
-    (through `frame_codes` or `to_codes`), so a generator learns exactly the
-    framing readers see for real cases. Depth is always the whole volume resampled.
+    The one framing rule: training data (`generation.framing`), import (`to_codes`)
+    and serving (`render`) all call it, so a generator learns exactly the framing
+    readers see for real cases. Depth is always the whole volume resampled.
     """
     vol = center_crop_to_aspect(np.asarray(values), rows, cols).astype(np.float32)
     d, h, w = vol.shape

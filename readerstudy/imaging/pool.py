@@ -8,11 +8,14 @@ from . import canonical, sources, storage
 from .models import Dimensionality, Origin, PoolItem, Rendition
 
 
-def default_preset(modality: str, dimensionality: str) -> tuple[int, int, int]:
-    """(rows, cols, depth) of the rendition made when an item enters the pool."""
+def default_preset(modality: str, dimensionality: str, shape=None) -> tuple[int, int, int]:
+    """(rows, cols, depth) of the rendition made when an item enters the pool (never larger than `shape`)."""
     preset = settings.CANONICAL_DEFAULT_PRESETS[modality]
+    size = int(preset["matrix"])
     depth = 1 if dimensionality == Dimensionality.IMAGE else int(preset["depth"])
-    return int(preset["matrix"]), int(preset["matrix"]), depth
+    if shape is not None:
+        size, depth = min(size, min(shape[1:])), min(depth, shape[0])
+    return size, size, depth
 
 
 def create_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset, hounsfield: bool = False,
@@ -51,7 +54,7 @@ def create_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset,
             content_sha256=content,
             **provenance,
         )
-        ensure_rendition(item, *default_preset(modality, dimensionality))
+        ensure_rendition(item, *default_preset(modality, dimensionality, codes.shape))
     return item
 
 

@@ -65,6 +65,9 @@ class StudyForm(forms.Form):
     )
     allow_near_copies = forms.BooleanField(required=False, label="Allow synthetic near-copies of real images")
     near_copy_reason = forms.CharField(required=False, max_length=500, label="Reason (recorded with the study)")
+    allow_training_data = forms.BooleanField(
+        required=False, label="Allow a generator's training data as real cases where no other real case is left")
+    training_data_reason = forms.CharField(required=False, max_length=500, label="Reason (recorded with the study)")
     matrix_size = forms.IntegerField(min_value=16, max_value=2048, required=False,
                                      help_text="Pixels per side; empty: the smallest item in each stratum.")
     matrix_depth = forms.IntegerField(min_value=2, max_value=1024, required=False,
@@ -139,7 +142,7 @@ class StudyForm(forms.Form):
             reading={k: data[k] for k in ("allow_back", "calibration_cases", "repeat_cases", "sessions",
                                           "washout_hours", "blank_ms")},
             sampling={k: data.get(k) for k in ("max_per_group", "truth_count", "allow_near_copies",
-                                               "near_copy_reason")},
+                                               "near_copy_reason", "allow_training_data", "training_data_reason")},
             matrix={"size": data.get("matrix_size"), "depth": data.get("matrix_depth")},
         )
         try:
