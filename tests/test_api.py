@@ -230,3 +230,11 @@ def test_coordinators_upload_images_through_the_api(world, django_capture_on_com
     job = Job.objects.get(pk=response.data["id"])
     assert job.status == Job.Status.SUCCEEDED and PoolItem.objects.count() == before + 1
     assert [o["status"] for o in job.result["outcomes"]] == ["imported", "failed"]
+
+
+def test_pool_filters_refuse_values_outside_their_choices(world, client):
+    client.force_login(world["users"]["coordinator"])
+    bad = client.get("/api/v1/pool/", {"origin": "real\x00", "modality": "XR"})
+    assert bad.status_code == 400 and "origin" in bad.json()["detail"]
+    assert client.get("/api/v1/pool/", {"dataset": "²"}).status_code == 400
+    assert client.get("/api/v1/pool/", {"origin": "real", "dimensionality": "2d"}).status_code == 200

@@ -119,10 +119,10 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
         assert page.inner_text("#overlay-window").startswith("W ")
 
         if volume:
-            assert overlay == "Slice 1/12"
+            assert overlay == "Slice 6/12"  # volumes open at their middle slice
             page.hover("#viewport")
             page.mouse.wheel(0, 120)
-            expect(page.locator("#overlay-slice")).to_have_text("Slice 2/12")
+            expect(page.locator("#overlay-slice")).to_have_text("Slice 7/12")
             page.keyboard.press("End")
             expect(page.locator("#overlay-slice")).to_have_text("Slice 12/12")
             assert canvas_stats(page)["sum"] != stats["sum"], "a different slice must draw different pixels"
@@ -144,6 +144,7 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
             page.wait_for_timeout(200)
             assert canvas_stats(page)["sum"] != plain, "invert must change the drawn pixels"
             page.keyboard.press("i")
+            page.keyboard.press("Home")
             page.click("#cine")
             expect(page.locator("#overlay-slice")).not_to_have_text("Slice 1/12")
             page.click("#cine")
@@ -197,6 +198,101 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
     assert all(r.slice_consistency == 4 and len(r.slices_visited) >= 3 and r.window_changes >= 1 for r in volumes)
     assert reads[1].revisions.filter(snapshot__label="unsure").exists()
     assert PoolItem.objects.count() == 4
+
+
+def viewport_scale(page) -> float:
+    return page.evaluate("() => cornerstone.getViewport(document.getElementById('viewport')).scale")
+
+
+def assert_finish_visible(page):
+    box = page.locator("#submit-case").bounding_box()
+    size = page.viewport_size
+    assert box and box["y"] >= 0 and box["y"] + box["height"] <= size["height"], (size, box)
+    assert box["x"] + box["width"] <= size["width"], (size, box)
+
+
+def test_keyboard_only_reading_with_every_scale_and_the_finish_button_always_in_view(live_server, browser):
+    make_pool(real={("XR", "2d"): 3, ("CT", "3d"): 2}, synthetic={("XR", "2d"): 3, ("CT", "3d"): 2},
+              size=64, depth=12)
+    (reader,) = readers(1)
+    open_study_for([reader], {("XR", "2d"): 2, ("CT", "3d"): 2}, reading={"calibration_cases": 2})
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(live_server.url + "/accounts/login/")
+    page.fill("input[name=username]", "reader1")
+    page.fill("input[name=password]", "pw-reader1")
+    page.click("main button[type=submit]")
+    page.goto(live_server.url + "/read/")
+    page.click("text=Start reading")
+
+    for position in range(1, 7):
+        wait_loaded(page)
+        volume = page.inner_text("#overlay-slice").endswith("/12")
+        if volume:
+            assert page.inner_text("#overlay-slice") == "Slice 6/12"
+            for size in ({"width": 1920, "height": 1080}, {"width": 2560, "height": 1440},
+                         {"width": 1280, "height": 720}):
+                page.set_viewport_size(size)
+                assert_finish_visible(page)
+        else:
+            assert_finish_visible(page)
+            # X-ray and MR open in the percentile window, not the flat full 12-bit one.
+            assert page.inner_text("#overlay-window") != "W 4096 L 2048"
+        expect(page.locator("#missing")).to_contain_text("Still to answer: real or synthetic, confidence")
+        assert page.locator("#submit-case").is_disabled()
+        if position == 3:
+            # Tab moves the highlighted question; the keys then go to it.
+            assert page.get_attribute("fieldset.active", "data-question") == "confidence"
+            page.keyboard.press("Tab")
+            assert page.get_attribute("fieldset.active", "data-question") == "realism"
+            page.keyboard.press("a")
+            assert page.is_checked("input[name=realism][value='1']")
+            page.keyboard.press("Shift+Tab")
+            page.keyboard.press("Shift+Tab")
+            assert page.get_attribute("fieldset.active", "data-question") == "confidence"
+        page.keyboard.press("f" if position % 2 else "r")
+        page.keyboard.press(str(position % 5 + 1))  # confidence; then the keys move on by themselves
+        if position != 3:  # (realism was answered above)
+            page.keyboard.press("b")  # realism
+        page.keyboard.press("c")  # anatomy
+        if volume:
+            page.keyboard.press("d")  # slice consistency
+        expect(page.locator("#missing")).to_have_text("")
+        wait_saved(page)
+        if position == 2:
+            # Zoom: right-drag up zooms in; F2 fits the image to the window again.
+            fitted = viewport_scale(page)
+            box = page.locator("#viewport").bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down(button="right")
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 - 80, steps=8)
+            page.mouse.up(button="right")
+            assert viewport_scale(page) > fitted * 1.1
+            page.keyboard.press("F2")
+            assert abs(viewport_scale(page) - fitted) < 1e-6
+        before = page.url
+        page.keyboard.press("Enter")
+        if position <= 2:
+            # Calibration feedback uses the buttons' words.
+            expect(page.locator("#feedback-text")).to_contain_text("You answered “Synthetic”" if position % 2
+                                                                   else "You answered “Real”")
+            text = page.inner_text("#feedback-text")
+            assert "fake" not in text
+            page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: url != before)
+
+    page.wait_for_selector("text=Thank you")
+    assert "You have answered all 6 cases" in page.inner_text("main")
+    reads = Read.objects.filter(assigned_case__assignment__reader=reader).order_by("assigned_case__position")
+    assert [r.label for r in reads] == ["fake", "real", "fake", "real", "fake", "real"]
+    assert [r.confidence for r in reads] == [2, 3, 4, 5, 1, 2]
+    assert [r.realism for r in reads] == [2, 2, 1, 2, 2, 2] and all(r.anatomy == 3 for r in reads)
+    assert all(r.slice_consistency == (4 if r.assigned_case.case.item.dimensionality == "3d" else None)
+               for r in reads)
+    context.close()
+    assert not errors, errors
 
 
 def test_admin_and_api_docs_work_under_the_content_security_policy(live_server, page, db):

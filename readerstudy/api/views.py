@@ -22,7 +22,7 @@ from generation.models import Generator
 from generation.tasks import retry_generation
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, has_role
 from readerstudy.imaging.forms import UploadForm
-from readerstudy.imaging.models import Dataset, PoolItem
+from readerstudy.imaging.models import Dataset, Dimensionality, Modality, Origin, PoolItem
 from readerstudy.imaging.tasks import create_upload_job
 from readerstudy.jobs.models import Job
 from readerstudy.jobs.progress import request_cancel
@@ -61,6 +61,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffView
 
 FILTERS = {"modality": "modality", "origin": "origin", "dimensionality": "dimensionality", "dataset": "dataset_id",
            "generator": "generator_id"}
+FILTER_CHOICES = {"modality": Modality.values, "origin": Origin.values, "dimensionality": Dimensionality.values}
 
 
 @extend_schema(parameters=[OpenApiParameter(name, str) for name in FILTERS])
@@ -74,8 +75,11 @@ class PoolItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffVie
         for param, field in FILTERS.items():
             value = self.request.query_params.get(param)
             if value:
-                if field.endswith("_id") and not value.isdigit():
+                # Checked before the query: PostgreSQL refuses some strings (NUL bytes) with an error.
+                if field.endswith("_id") and not (value.isascii() and value.isdigit()):
                     raise ValidationError({param: "must be a numeric id"})
+                if param in FILTER_CHOICES and value not in FILTER_CHOICES[param]:
+                    raise ValidationError({param: f"must be one of {', '.join(FILTER_CHOICES[param])}"})
                 qs = qs.filter(**{field: value})
         return qs
 

@@ -27,7 +27,8 @@
   cornerstone.enable(element);
   cornerstoneTools.addTool(cornerstoneTools.WwwcTool);
   cornerstoneTools.addTool(cornerstoneTools.PanTool);
-  cornerstoneTools.addTool(cornerstoneTools.ZoomTool);
+  // Dragging up zooms in, as on most PACS workstations.
+  cornerstoneTools.addTool(cornerstoneTools.ZoomTool, { configuration: { invert: true } });
   cornerstoneTools.addTool(cornerstoneTools.ZoomTouchPinchTool);
   cornerstoneTools.addTool(cornerstoneTools.PanMultiTouchTool);
   cornerstoneTools.setToolActive("Wwwc", { mouseButtonMask: 1, isTouchActive: true });
@@ -61,6 +62,32 @@
   var lastVoiChange = 0;
   var programmaticVoi = false;
 
+  var keepView = document.getElementById("keep-view");
+  var VIEW_KEY = "readerstudy.view." + c.modality + (c.volume ? ".volume" : "");
+  var KEEP_KEY = "readerstudy.keep-view";
+  function stored(key) { try { return JSON.parse(window.localStorage.getItem(key)); } catch (e) { return null; } }
+  function store(key, value) { try { window.localStorage.setItem(key, JSON.stringify(value)); } catch (e) { /* private mode */ } }
+
+  // The opening view: CT in its DICOM window; X-ray and MR in the percentile window (the full 12-bit
+  // window is flat); or, when the reader asked for it, the window and zoom of their last case.
+  function openingView() {
+    var kept = keepView && keepView.checked ? stored(VIEW_KEY) : null;
+    var viewport = cornerstone.getViewport(element);
+    if (kept && viewport) {
+      viewport.voi.windowWidth = kept.width;
+      viewport.voi.windowCenter = kept.center;
+      viewport.scale = kept.scale;
+      viewport.translation = kept.translation;
+      programmaticVoi = true;
+      cornerstone.setViewport(element, viewport);
+    } else if (c.modality !== "CT") {
+      applyPreset(percentilePreset(), false);
+    }
+  }
+  function percentilePreset() {
+    return c.presets.filter(function (p) { return p.auto; })[0];
+  }
+
   function show(i) {
     index = Math.max(0, Math.min(c.slices - 1, i));
     visited[index + 1] = true;
@@ -70,6 +97,7 @@
       if (!shown) {
         cornerstone.displayImage(element, image);
         shown = true;
+        openingView();
         element.setAttribute("data-loaded", "true");
       } else {
         cornerstone.displayImage(element, image, cornerstone.getViewport(element));
@@ -93,7 +121,13 @@
     }
     programmaticVoi = false;
     lastVoi = key;
+    if (keepView && keepView.checked) storeView(event.detail.viewport);
   });
+  function storeView(vp) {
+    if (!vp) return;
+    store(VIEW_KEY, { width: vp.voi.windowWidth, center: vp.voi.windowCenter, scale: vp.scale,
+                      translation: vp.translation });
+  }
 
   function step(delta) { if (c.slices > 1) show(index + delta); }
 
@@ -104,14 +138,21 @@
   }, { passive: false });
   if (slider) slider.addEventListener("input", function () { show(parseInt(slider.value, 10) - 1); });
 
-  // Prefetch the whole stack so scrolling is smooth (volumes are small at study matrices).
-  function prefetch(i) {
-    if (i >= c.image_ids.length) return;
-    cornerstone.loadAndCacheImage(c.image_ids[i]).then(function () { prefetch(i + 1); }, function () {});
+  // Prefetch the whole stack, outward from the slice shown, so scrolling either way is smooth.
+  function prefetch(centre) {
+    var order = [];
+    for (var d = 1; d < c.slices; d++) {
+      if (centre + d < c.slices) order.push(centre + d);
+      if (centre - d >= 0) order.push(centre - d);
+    }
+    (function next(k) {
+      if (k >= order.length) return;
+      cornerstone.loadAndCacheImage(c.image_ids[order[k]]).then(function () { next(k + 1); }, function () {});
+    })(0);
   }
 
   // ---- Window presets, invert, reset, fit, cine ----------------------------------------
-  function applyPreset(p) {
+  function applyPreset(p, counted) {
     var viewport = cornerstone.getViewport(element);
     if (!viewport) return;
     if (p.auto) {
@@ -126,7 +167,7 @@
       viewport.voi.windowCenter = p.center;
     }
     programmaticVoi = true;
-    windowChanges++;
+    if (counted !== false) windowChanges++;
     cornerstone.setViewport(element, viewport);
   }
 
@@ -143,7 +184,10 @@
     invert: function () {
       var vp = cornerstone.getViewport(element); vp.invert = !vp.invert; cornerstone.setViewport(element, vp);
     },
-    reset: function () { cornerstone.reset(element); },
+    reset: function () {
+      cornerstone.reset(element);
+      if (c.modality !== "CT") applyPreset(percentilePreset(), false);
+    },
     fit: function () { cornerstone.fitToWindow(element); },
     cine: toggleCine
   };
@@ -155,6 +199,14 @@
     });
   });
   window.addEventListener("resize", function () { cornerstone.resize(element, true); });
+  if (keepView) {
+    keepView.checked = stored(KEEP_KEY) === true;
+    keepView.addEventListener("change", function () {
+      store(KEEP_KEY, keepView.checked);
+      if (keepView.checked) storeView(cornerstone.getViewport(element));
+      element.focus();
+    });
+  }
 
   // ---- Answers --------------------------------------------------------------------
   var outbox = new AnswerOutbox(csrf, function (state, detail, token) {
@@ -194,8 +246,41 @@
     return Object.keys(names).every(function (name) { return values[name] !== null; });
   }
 
+  var missingEl = document.getElementById("missing");
+  var questionSets = Array.prototype.slice.call(form.querySelectorAll("fieldset[data-question]"));
+  var keyedSets = questionSets.filter(function (fs) { return fs.dataset.question !== "label"; });
+  var activeSet = null;
+
+  function answered(fs) { return !!fs.querySelector("input:checked"); }
+  function setActive(fs) {
+    activeSet = fs;
+    questionSets.forEach(function (f) { f.classList.toggle("active", f === fs); });
+    if (fs && fs.scrollIntoView) fs.scrollIntoView({ block: "nearest" });
+  }
+  function nextUnanswered(after) {
+    var start = after ? keyedSets.indexOf(after) + 1 : 0;
+    for (var k = 0; k < keyedSets.length; k++) {
+      var fs = keyedSets[(start + k) % keyedSets.length];
+      if (!answered(fs)) return fs;
+    }
+    return null;
+  }
+  function moveActive(delta) {
+    if (!keyedSets.length) return;
+    var k = activeSet ? keyedSets.indexOf(activeSet) : -1;
+    setActive(keyedSets[(k + delta + keyedSets.length) % keyedSets.length]);
+  }
+  questionSets.forEach(function (fs) {
+    if (fs.dataset.question !== "label") fs.addEventListener("click", function () { setActive(fs); });
+  });
+
   function refreshSubmit() {
-    submitButton.disabled = !complete();
+    var done = complete();
+    submitButton.disabled = !done;
+    var missing = questionSets.filter(function (fs) { return !answered(fs); })
+      .map(function (fs) { return fs.dataset.title; });
+    missingEl.textContent = done || (answer.submitted && !data.navigation.allow_back)
+      ? "" : "Still to answer: " + missing.join(", ");
   }
 
   function payload(submit) {
@@ -212,11 +297,17 @@
     outbox.put(c.token, data.urls.answer, payload(submit));
   }
 
-  function choose(name, value) {
-    var input = form.querySelector('input[name="' + name + '"][value="' + value + '"]');
-    if (!input) return;
+  function choose(input) {
+    if (!input || input.disabled) return false;
     input.checked = true;
+    var fs = input.closest("fieldset");
     onChange();
+    // After an answer, the next unanswered question is the one the keys go to.
+    if (fs === activeSet || fs.dataset.question === "label" || !activeSet) setActive(nextUnanswered(fs) || activeSet);
+    return true;
+  }
+  function optionFor(fs, key) {
+    return fs ? fs.querySelector('input[data-key="' + key + '"]') : null;
   }
 
   function onChange() {
@@ -251,9 +342,13 @@
       if (!body) { finishing = false; refreshSubmit(); return; }
       var next = body.next || data.navigation.resume;
       if (body.feedback) {
-        var truth = body.feedback.truth === "synthetic" ? "synthetic" : "real";
+        // The same words as the buttons the reader pressed.
+        var words = {};
+        data.questions.label.forEach(function (o) { words[o.value] = o.text; });
+        var truth = body.feedback.truth === "synthetic" ? words.fake || "Synthetic" : words.real || "Real";
         document.getElementById("feedback-text").textContent =
-          "This calibration image is " + truth + ". You answered “" + body.feedback.your_label + "”.";
+          "This calibration image is " + truth.toLowerCase() + ". You answered “" +
+          (words[body.feedback.your_label] || body.feedback.your_label) + "”.";
         document.getElementById("feedback").hidden = false;
         document.getElementById("feedback-continue").onclick = function () { go(next); };
         document.getElementById("feedback-continue").focus();
@@ -285,10 +380,15 @@
     else if (key === "Escape") actions.reset();
     else if (key === "i" || key === "I") actions.invert();
     else if (key === "Enter") finish();
-    else if (/^[1-5]$/.test(key) && data.questions.confidence) choose("confidence", key);
+    else if (key === "F2") actions.fit();
+    else if (key === "Tab") moveActive(e.shiftKey ? -1 : 1);
     else {
-      var option = data.questions.label.filter(function (o) { return o.key === key.toLowerCase(); })[0];
-      if (option) choose("label", option.value); else handled = false;
+      var k = key.toLowerCase();
+      var labelSet = questionSets[0];
+      // Label keys always answer the label; other keys go to the highlighted question, and digits
+      // that it has no use for to the confidence question.
+      handled = choose(optionFor(labelSet, k)) || choose(optionFor(activeSet, k)) ||
+        (/^[0-9]$/.test(k) && choose(optionFor(form.querySelector('fieldset[data-question="confidence"]'), k)));
     }
     if (handled) e.preventDefault();
   });
@@ -298,11 +398,14 @@
   var pending = outbox.pending(c.token);
   if (pending) fill(pending.payload);  // newer than the server's copy: not acknowledged yet
   refreshSubmit();
+  setActive(nextUnanswered(null));
   if (answer.submitted && !data.navigation.allow_back) {
     form.querySelectorAll("input").forEach(function (input) { input.disabled = true; });
   }
   statusEl.textContent = answer.revision ? "Answers restored" : "";
   outbox.flush();
-  show(0).then(function () { prefetch(1); });
+  // Volumes open at their middle slice.
+  var first = Math.floor((c.slices - 1) / 2);
+  show(first).then(function () { prefetch(first); });
   window.addEventListener("pagehide", function () { save(answer.submitted); });
 })();
