@@ -309,3 +309,26 @@ def test_admin_and_api_docs_work_under_the_content_security_policy(live_server, 
     response = page.goto(live_server.url + "/api/v1/docs")
     assert "default-src 'self'" in response.headers["content-security-policy"]
     page.wait_for_selector(".swagger-ui .opblock", timeout=15_000)
+
+
+def test_the_session_break_counts_down(live_server, page):
+    from readerstudy.reading.answers import save_answer
+    from readerstudy.studies.models import AssignedCase
+
+    make_pool(real={("CT", "2d"): 2}, synthetic={("CT", "2d"): 2}, size=48)
+    (reader,) = readers(1)
+    open_study_for([reader], {("CT", "2d"): 4}, reading={"sessions": 2, "washout_hours": 1},
+                   questions={"confidence": False, "template": "none"})
+    for c in AssignedCase.objects.filter(assignment__reader=reader, session=1):
+        save_answer(c, {"label": "real", "submit": True, "idempotency_key": f"brk-{c.pk:06d}"})
+    page.goto(live_server.url + "/accounts/login/")
+    page.fill("input[name=username]", "reader1")
+    page.fill("input[name=password]", "pw-reader1")
+    page.click("main button[type=submit]")
+    page.goto(live_server.url + "/read/test-study/")
+    expect(page.locator("h1")).to_have_text("Session 1 of 2 is done")
+    countdown = page.locator("#countdown")
+    expect(countdown).to_have_text(re.compile(r"^00:59:\d\d$"))
+    first = countdown.inner_text()
+    page.wait_for_timeout(1200)
+    assert countdown.inner_text() != first

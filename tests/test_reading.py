@@ -146,7 +146,7 @@ def test_sessions_wait_for_the_washout_period(client, team):
         post(client, case(team[0], position).token, {**FULL, "submit": True, "idempotency_key": f"s1-{position:06d}"})
     third = case(team[0], 3)
     assert third.session == 2
-    assert client.get(reverse("read-study", args=[study.slug])).url == reverse("worklist")
+    assert client.get(reverse("read-study", args=[study.slug])).url == reverse("read-break", args=[study.slug])
     assert "washout period" in client.get(reverse("worklist")).content.decode()
     status, body = post(client, third.token, {**FULL, "idempotency_key": "early-0001"})
     assert status == 409
@@ -250,3 +250,33 @@ def test_the_assignment_is_marked_completed_with_the_last_answer(client, team):
         post(client, case(team[0], position).token, {**FULL, "submit": True, "idempotency_key": f"done-{position:05d}"})
         assignment.refresh_from_db()
         assert (assignment.completed_at is not None) == (position == 6)
+
+
+def test_a_session_break_shows_when_the_next_session_opens(client, team):
+    study = open_study_for(team, {("CT", "2d"): 4}, reading={"sessions": 2, "washout_hours": 48})
+    client.force_login(team[0])
+    assert client.get(reverse("read-break", args=[study.slug])).url == reverse("read-study", args=[study.slug])
+    for position in (1, 2):
+        post(client, case(team[0], position).token, {**FULL, "submit": True, "idempotency_key": f"b1-{position:06d}"})
+    response = client.get(reverse("read-study", args=[study.slug]))
+    assert response.url == reverse("read-break", args=[study.slug])
+    page = client.get(response.url).content.decode()
+    assert "Session 1 of 2 is done" in page and "Session 2 opens in" in page
+    opens = Read.objects.filter(assigned_case__assignment__reader=team[0]).latest("submitted_at").submitted_at
+    assert f'data-until-ms="{int((opens + timedelta(hours=48)).timestamp() * 1000)}"' in page
+    assert "js/countdown.js" in page and "<script>" not in page  # no inline script (CSP)
+
+
+def test_readers_may_go_back_to_answered_cases_from_their_case_list(client, team):
+    study = study_with(team)
+    client.force_login(team[0])
+    post(client, case(team[0], 1).token, {**FULL, "submit": True, "idempotency_key": "list-00001"})
+    page = client.get(reverse("read-cases", args=[study.slug])).content.decode()
+    assert reverse("read-case", args=[case(team[0], 1).token]) in page  # answered: may go back
+    assert reverse("read-case", args=[case(team[0], 2).token]) in page  # where the reader is
+    assert reverse("read-case", args=[case(team[0], 3).token]) not in page  # not reached yet
+    assert "Case 3" in page and "not yet" in page
+    viewer = client.get(reverse("read-case", args=[case(team[0], 2).token])).content.decode()
+    assert reverse("read-cases", args=[study.slug]) in viewer
+    strict = open_study_for(team, {("CT", "2d"): 2}, reading={"allow_back": False}, name="Strict", seed=9)
+    assert client.get(reverse("read-cases", args=[strict.slug])).url == reverse("read-study", args=[strict.slug])

@@ -86,6 +86,7 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
             "previous": reverse("read-case", kwargs={"token": previous}) if previous else None,
             "next": reverse("read-case", kwargs={"token": following}) if following else None,
             "resume": reverse("read-study", kwargs={"slug": study.slug}),
+            "cases": reverse("read-cases", kwargs={"slug": study.slug}) if config["reading"]["allow_back"] else None,
             "worklist": reverse("worklist"),
             "allow_back": config["reading"]["allow_back"],
             "blank_ms": config["reading"]["blank_ms"],

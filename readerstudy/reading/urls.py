@@ -10,4 +10,6 @@ urlpatterns = [
     path("case/<str:token>/slices/<int:number>", views.SliceView.as_view(), name="read-slice"),
     path("<slug:slug>/", views.StudyResumeView.as_view(), name="read-study"),
     path("<slug:slug>/done/", views.StudyDoneView.as_view(), name="read-done"),
+    path("<slug:slug>/break/", views.SessionBreakView.as_view(), name="read-break"),
+    path("<slug:slug>/cases/", views.CaseListView.as_view(), name="read-cases"),
 ]

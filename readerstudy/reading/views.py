@@ -67,8 +67,54 @@ class StudyResumeView(LoginRequiredMixin, View):
         if position.finished:
             return redirect("read-done", slug=slug)
         if position.locked_until:
-            return no_store(redirect("worklist"))
+            return no_store(redirect("read-break", slug=slug))
         return no_store(redirect("read-case", token=position.current["token"]))
+
+
+class ReaderStudyMixin(LoginRequiredMixin):
+    """The logged-in reader's own assignment in an open or closed study (else 404) and their position."""
+
+    def get_assignment(self) -> Assignment:
+        return get_object_or_404(Assignment.objects.select_related("study"), study__slug=self.kwargs["slug"],
+                                 reader=self.request.user, study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
+
+
+class SessionBreakView(ReaderStudyMixin, TemplateView):
+    """Between sessions: when the next one opens, with a countdown (the page reloads itself then)."""
+
+    template_name = "reading/break.html"
+
+    def get(self, request, *args, **kwargs):
+        assignment = self.get_assignment()
+        position = reader_position(assignment)
+        if not position.locked_until or assignment.study.status != Study.Status.OPEN:
+            return redirect("read-study", slug=assignment.study.slug)
+        current = position.current
+        return no_store(self.render_to_response(self.get_context_data(
+            study=assignment.study, position=position, opens_at=position.locked_until,
+            opens_ms=int(position.locked_until.timestamp() * 1000),
+            session=current["session"], sessions=position.config["reading"]["sessions"],
+            done_in_session=sum(r["submitted"] for r in position.rows if r["session"] == current["session"] - 1),
+        )))
+
+
+class CaseListView(ReaderStudyMixin, TemplateView):
+    """The reader's cases in order, to go back to an answered one (only where going back is allowed)."""
+
+    template_name = "reading/case_list.html"
+
+    def get(self, request, *args, **kwargs):
+        assignment = self.get_assignment()
+        position = reader_position(assignment)
+        if assignment.study.status != Study.Status.OPEN or not position.config["reading"]["allow_back"]:
+            return redirect("read-study", slug=assignment.study.slug)
+        current = position.current
+        rows = [{"position": r["position"], "session": r["session"], "submitted": r["submitted"],
+                 "current": current is not None and r["position"] == current["position"],
+                 "token": r["token"] if position.may_open(r) else None} for r in position.rows]
+        return no_store(self.render_to_response(self.get_context_data(
+            study=assignment.study, position=position, rows=rows,
+            sessions=position.config["reading"]["sessions"] > 1)))
 
 
 class StudyDoneView(LoginRequiredMixin, TemplateView):
