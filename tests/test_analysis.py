@@ -40,8 +40,7 @@ def answered(client):
     team = readers(3)
     ReaderProfile.objects.create(user=team[0], years_experience=2)
     ReaderProfile.objects.create(user=team[1], years_experience=12)
-    study = open_study_for(team, {("CT", "2d"): 12}, reading={"calibration_cases": 2, "repeat_cases": 2,
-                                                               "block_size": 4})
+    study = open_study_for(team, {("CT", "2d"): 12}, reading={"calibration_cases": 2, "repeat_cases": 2})
     given = []  # (reader, case_id, role, truth, answer)
     for index, reader in enumerate(team):
         client.force_login(reader)

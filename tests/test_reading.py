@@ -29,7 +29,7 @@ def team(pool):
 
 
 def study_with(team, **reading):
-    return open_study_for(team, {("CT", "2d"): 6}, reading={"block_size": 2, **reading})
+    return open_study_for(team, {("CT", "2d"): 6}, reading=reading)
 
 
 def case(reader, position, study=None):
@@ -140,7 +140,7 @@ def test_calibration_cases_give_feedback_and_regular_cases_do_not(client, team):
 
 
 def test_sessions_wait_for_the_washout_period(client, team):
-    study = open_study_for(team, {("CT", "2d"): 4}, reading={"sessions": 2, "washout_hours": 48, "block_size": 2})
+    study = open_study_for(team, {("CT", "2d"): 4}, reading={"sessions": 2, "washout_hours": 48})
     client.force_login(team[0])
     for position in (1, 2):
         post(client, case(team[0], position).token, {**FULL, "submit": True, "idempotency_key": f"s1-{position:06d}"})

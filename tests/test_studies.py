@@ -49,10 +49,22 @@ def strata(mix):
     ({"questions": {"template": "likert", "scales": {"realism": ["a", "b"]}}},
      "Realistic appearance: this scale needs exactly 5 anchor texts, got 2"),
     ({"colour": "blue"}, "unknown configuration keys: colour"),
+    ({"sampling": {"max_per_group": 0}}, "cases per source group must be between 1 and 1000"),
+    ({"sampling": {"truth_count": "balanced"}}, "truth_count must be 'exact'"),
+    ({"sampling": {"allow_training_data": True}}, "give a reason for showing a generator's training data"),
+    ({"sampling": {"shuffle": True}}, "unknown sampling options: shuffle"),
 ])
 def test_bad_configurations_say_what_is_wrong(change, message):
     with pytest.raises(StudyConfigError, match=message):
         validate_config(change)
+
+
+def test_configurations_saved_before_orders_were_random_still_load():
+    # Block-balanced orders were removed (they let a reader predict a block's last truth).
+    config = validate_config({"reading": {"block_size": 6, "sessions": 2}})
+    assert "block_size" not in config["reading"] and config["reading"]["sessions"] == 2
+    assert config["sampling"] == {"max_per_group": 1, "truth_count": "exact", "allow_near_copies": False,
+                                  "near_copy_reason": "", "allow_training_data": False, "training_data_reason": ""}
 
 
 def test_templates_ship_khader_and_likert_and_anchors_are_editable():
