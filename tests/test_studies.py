@@ -295,3 +295,54 @@ def test_form_errors_are_shown_and_nothing_is_created(client, pool):
     })
     assert "give at least one stratum a number of cases" in response.content.decode()
     assert not Study.objects.exists()
+
+
+def test_the_study_form_shows_the_pool_and_warns_when_it_cannot_supply_the_study(client, pool):
+    client.force_login(coordinator())
+    page = client.get(reverse("study-create")).content.decode()
+    assert "In the pool now" in page and "14 (14)" in page and "test generator v1: 14" in page
+    response = client.post(reverse("study-create"), {
+        "name": "Too big", "synthetic_percent": 50, "template": "none", "calibration_cases": 0, "repeat_cases": 0,
+        "sessions": 1, "washout_hours": 0, "blank_ms": 0, "max_per_group": 1, "truth_count": "exact",
+        "cases_xr_2d": 10, "cases_mr_3d": 10,
+    }, follow=True)
+    text = response.content.decode()
+    assert Study.objects.filter(name="Too big").exists()  # a draft may wait for more images
+    assert "the pool cannot supply it yet" in text
+    assert "XR/2d: needs 5 real items" in text and "MR/3d: needs 5 real items" in text  # every shortfall at once
+
+
+def test_a_failed_preparation_shows_its_reason_and_close_needs_confirmation(client, pool, django_capture_on_commit_callbacks):
+    client.force_login(coordinator())
+    study = create_study(name="S", config={"strata": strata({("XR", "2d"): 10})})
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("study-action", args=[study.slug, "prepare"]))
+    page = client.get(reverse("study-detail", args=[study.slug])).content.decode()
+    assert "Prepare study failed" in page and "XR/2d: needs 5 real items" in page
+
+    opened = create_study(name="O", config={"strata": strata({("CT", "2d"): 4})})
+    prepare_study(opened)
+    assign_readers(opened, readers(1))
+    open_study(opened)
+    response = client.post(reverse("study-action", args=[opened.slug, "close"]), follow=True)
+    assert "to close the study" in response.content.decode()
+    assert Study.objects.get(pk=opened.pk).status == Study.Status.OPEN
+    client.post(reverse("study-action", args=[opened.slug, "close"]), {"confirm": "yes"})
+    assert Study.objects.get(pk=opened.pk).status == Study.Status.CLOSED
+    assert 'http-equiv="refresh"' in client.get(reverse("study-progress", args=[opened.slug])).content.decode()
+
+
+def test_a_study_is_cloned_as_a_new_draft(client, pool):
+    from readerstudy.audit.models import AuditEvent
+
+    client.force_login(coordinator())
+    original = create_study(name="Original", config={"strata": strata({("CT", "2d"): 4}),
+                                                     "reading": {"calibration_cases": 2}}, instructions="Look.")
+    prepare_study(original)
+    response = client.post(reverse("study-action", args=[original.slug, "clone"]))
+    copy = Study.objects.get(name="Copy of Original")
+    assert response.url == reverse("study-edit", args=[copy.slug])
+    assert copy.status == Study.Status.DRAFT and copy.instructions == "Look." and copy.seed != original.seed
+    assert copy.config["reading"]["calibration_cases"] == 2 and copy.config["presets"] == {}
+    assert not copy.cases.exists()
+    assert AuditEvent.objects.filter(action="study.cloned").exists()

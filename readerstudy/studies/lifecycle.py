@@ -62,6 +62,24 @@ def update_study(study: Study, actor=None, **fields) -> list[str]:
     return changed
 
 
+def clone_study(study: Study, actor=None, name: str | None = None) -> Study:
+    """A new draft with the same instructions and configuration (cases are drawn anew, with a new seed)."""
+    config = {k: v for k, v in validate_config(study.config).items() if k not in ("presets", "drawn")}
+    copy = create_study(name=name or f"Copy of {study.name}"[:200], config=config, instructions=study.instructions,
+                        created_by=actor)
+    record("study.cloned", actor, copy, copy.slug, source=study.slug)
+    return copy
+
+
+def feasibility_problems(study: Study) -> str | None:
+    """Why the study could not be prepared with today's pool (None when it could); draws nothing."""
+    try:
+        draw_cases(study)
+    except StudyConfigError as exc:
+        return str(exc)
+    return None
+
+
 def prepare_study(study: Study, progress=None) -> dict:
     """Draw the cases, render every case at its stratum's matrix, and run the leak audit."""
     progress = progress or NullProgress()

@@ -117,6 +117,31 @@ def _take(rng, items: list, n: int, ledger: _GroupLedger, fresh_group: bool = Fa
     return sorted(chosen, key=lambda item: item.pk)
 
 
+def pool_summary(generators: list[int] | None = None) -> dict:
+    """Per stratum key: real items and source groups, and synthetic items per generator (for the study form)."""
+    from django.db.models import Count
+
+    from .config import STRATA
+
+    summary = {stratum_key(m, d): {"real": 0, "real_groups": 0, "synthetic": []} for m, d in STRATA}
+    real = (PoolItem.objects.filter(origin=Origin.REAL).values("modality", "dimensionality")
+            .annotate(n=Count("id"), groups=Count("source_group", distinct=True)))
+    for row in real:
+        key = stratum_key(row["modality"], row["dimensionality"])
+        if key in summary:
+            summary[key].update(real=row["n"], real_groups=row["groups"])
+    synthetic = PoolItem.objects.filter(origin=Origin.SYNTHETIC)
+    if generators:
+        synthetic = synthetic.filter(generator_id__in=generators)
+    for row in (synthetic.values("modality", "dimensionality", "generator__name", "generator__version")
+                .annotate(n=Count("id")).order_by("generator__name", "generator__version")):
+        key = stratum_key(row["modality"], row["dimensionality"])
+        if key in summary:
+            summary[key]["synthetic"].append(
+                {"generator": f"{row['generator__name']} v{row['generator__version']}", "n": row["n"]})
+    return summary
+
+
 def check_matrix(config: dict, items_by_stratum: dict | None = None) -> None:
     """Refuse a configured matrix that would upsample any item a stratum may show, naming the items."""
     size, depth = config["matrix"]["size"], config["matrix"]["depth"]

@@ -8,6 +8,8 @@ from django.views.generic import FormView, TemplateView, View
 
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 
+from readerstudy.jobs.models import Job
+
 from . import lifecycle, sampling, scales
 from .config import StudyConfigError, regular_case_count, stratum_key, validate_config
 from .forms import STRATUM_LABELS, ReadersForm, StudyForm
@@ -37,6 +39,16 @@ class StudyListView(RoleRequiredMixin, TemplateView):
         return super().get_context_data(studies=studies, **kwargs)
 
 
+def _pool_rows() -> list[dict]:
+    return [{"label": STRATUM_LABELS[key], **row} for key, row in sampling.pool_summary().items()]
+
+
+def _warn_if_infeasible(request, study):
+    problem = lifecycle.feasibility_problems(study)
+    if problem:
+        messages.warning(request, f"Saved, but the pool cannot supply it yet: {problem}")
+
+
 class StudyCreateView(StudyMixin, FormView):
     template_name = "studies/study_form.html"
     form_class = StudyForm
@@ -50,7 +62,11 @@ class StudyCreateView(StudyMixin, FormView):
             config=form.config, created_by=self.request.user, seed=form.cleaned_data.get("seed"),
         )
         messages.success(self.request, f"Study “{study.name}” created. Next: prepare it to draw its cases.")
+        _warn_if_infeasible(self.request, study)
         return redirect("study-detail", slug=study.slug)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(pool=_pool_rows(), **kwargs)
 
 
 class StudyUpdateView(StudyMixin, FormView):
@@ -67,7 +83,7 @@ class StudyUpdateView(StudyMixin, FormView):
         return {**super().get_form_kwargs(), "study": self.get_study()}
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(study=self.get_study(), **kwargs)
+        return super().get_context_data(study=self.get_study(), pool=_pool_rows(), **kwargs)
 
     def form_valid(self, form):
         study = self.get_study()
@@ -76,6 +92,7 @@ class StudyUpdateView(StudyMixin, FormView):
         note = " Cases were drawn with the old settings: prepare the study again." \
             if "config" in changed and study.cases.exists() else ""
         messages.success(self.request, "Study saved." + note)
+        _warn_if_infeasible(self.request, study)
         return redirect("study-detail", slug=study.slug)
 
 
@@ -97,6 +114,8 @@ class StudyDetailView(StudyMixin, TemplateView):
             criteria=[scales.CRITERIA[c].lower() for c in config["questions"]["criteria"]],
             assignments=study.assignments.select_related("reader").order_by("reader__username"),
             readers_form=ReadersForm(initial={"readers": study.assignments.values_list("reader_id", flat=True)}),
+            last_job=Job.objects.filter(kind__in=[Job.Kind.PREPARE_STUDY, Job.Kind.AUDIT_STUDY],
+                                        params__study_id=study.pk).order_by("-created_at", "-pk").first(),
             **kwargs,
         )
 
@@ -117,10 +136,16 @@ class StudyActionView(StudyMixin, View):
                 lifecycle.open_study(study, request.user)
                 messages.success(request, "The study is open: assigned readers see it on their worklist.")
             elif action == "close":
+                if request.POST.get("confirm") != "yes":
+                    raise StudyConfigError("tick “Readers can no longer change their answers” to close the study")
                 lifecycle.close_study(study, request.user)
                 messages.success(request, "The study is closed. Answers are kept; readers can no longer change them.")
             elif action == "readers":
                 self._readers(request, study)
+            elif action == "clone":
+                copy = lifecycle.clone_study(study, request.user)
+                messages.success(request, f"“{copy.name}” is a new draft with the same settings; edit it, then prepare it.")
+                return redirect("study-edit", slug=copy.slug)
             else:
                 messages.error(request, f"Unknown action {action!r}.")
         except StudyConfigError as exc:
