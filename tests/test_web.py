@@ -59,6 +59,10 @@ def test_upload_page_imports_in_a_background_job(coordinator_client, settings, d
     assert not (settings.UPLOAD_ROOT / f"job-{job.pk}").exists()  # uploads are cleaned up
     page = coordinator_client.get(reverse("job-detail", args=[job.pk]))
     assert b"not a supported image file" in page.content
+    text = page.content.decode()
+    # The status line says what happened to the files, not "2/2", and links to the pool, not to synthetic items.
+    assert "Succeeded</strong> <span id=\"job-count\">— 1 imported (1 pool items), 0 already in the pool, 1 failed" in text
+    assert "See the synthetic items" not in text and "See the pool" in text
     state = coordinator_client.get(reverse("job-state", args=[job.pk])).json()
     assert state["status"] == "succeeded" and state["percent"] == 100
 

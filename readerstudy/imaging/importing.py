@@ -112,8 +112,11 @@ class NullProgress:
 # --- discovery ----------------------------------------------------------------
 
 
-def discover_sources(path: Path) -> list[Source]:
-    """The sources under `path`: one per file, except single-frame DICOMs sharing a series."""
+def discover_sources(path: Path, root_label: str | None = None) -> list[Source]:
+    """The sources under `path`: one per file, except single-frame DICOMs sharing a series.
+
+    `root_label` names the folder itself in messages (an upload's storage folder means nothing to people).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -140,7 +143,7 @@ def discover_sources(path: Path) -> list[Source]:
             sources.append(members[0])
         else:
             rel = os.path.relpath(folder, path)
-            label = f"{path.name if rel == '.' else rel}/ (series of {len(members)} files)"
+            label = f"{(root_label or path.name) if rel == '.' else rel}/ (series of {len(members)} files)"
             sources.append(Source(label, Format.DICOM_SERIES, [m.paths[0] for m in members]))
     return sorted(sources, key=lambda s: s.label)
 
@@ -167,9 +170,9 @@ def _series_key(path: Path):
 # --- import -------------------------------------------------------------------
 
 
-def import_path(path: Path, options: ImportOptions, progress=None) -> ImportReport:
+def import_path(path: Path, options: ImportOptions, progress=None, root_label: str | None = None) -> ImportReport:
     """Import every source under `path` (a file or a folder)."""
-    return import_sources(discover_sources(Path(path)), options, progress)
+    return import_sources(discover_sources(Path(path), root_label), options, progress)
 
 
 def import_sources(sources: list[Source], options: ImportOptions, progress=None) -> ImportReport:

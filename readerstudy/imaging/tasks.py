@@ -25,7 +25,7 @@ def _import_upload(job: Job, reporter) -> dict:
         layout=p.get("layout", "auto"), slices=p.get("slices"), created_by=job.created_by, job=job,
     )
     try:
-        return import_path(upload_dir(job), options, reporter).as_dict()
+        return import_path(upload_dir(job), options, reporter, root_label="uploaded files").as_dict()
     finally:
         shutil.rmtree(upload_dir(job), ignore_errors=True)
 
