@@ -98,6 +98,10 @@ def test_detection_figures_match_independent_counts_under_every_unsure_policy(cl
 
     bad = client.get(url + "?unsure=ignore")
     assert bad.status_code == 400 and "unknown unsure policy 'ignore'" in bad.json()["error"]
+    # The dashboard page shows itself with the defaults and the reason, not raw JSON.
+    page = client.get(reverse("analysis", args=[study.slug]) + "?unsure=ignore")
+    assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+    assert "unknown unsure policy &#x27;ignore&#x27;" in page.content.decode()
 
 
 def test_roc_agreement_and_scores_match_independent_libraries(client, answered):

@@ -34,6 +34,15 @@ class AnalysisMixin(RoleRequiredMixin):
 
 class DashboardView(AnalysisMixin, TemplateView):
     template_name = "stats/dashboard.html"
+    option_error = None
+
+    def options(self) -> dict:
+        """A bad query parameter shows the page with the defaults and says why (JSON clients get a 400)."""
+        try:
+            return analysis_options(self.request.GET)
+        except OptionError as exc:
+            self.option_error = str(exc)
+            return analysis_options({})
 
     def get_context_data(self, **kwargs):
         study = self.get_study()
@@ -42,7 +51,7 @@ class DashboardView(AnalysisMixin, TemplateView):
         return super().get_context_data(
             study=study, analysis=self.analysis(study), policies=POLICIES, ci_methods=METHODS, query=query,
             charts=charts.CHARTS, metric_keys=["accuracy", "sensitivity", "specificity", "ppv", "npv"],
-            **options, **kwargs,
+            option_error=self.option_error, **options, **kwargs,
         )
 
 
