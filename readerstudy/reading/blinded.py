@@ -6,10 +6,17 @@ provenance, file names, dates or other readers' answers. tests/test_blinding.py
 checks the responses of a real and a synthetic case against each other.
 """
 
+from functools import lru_cache
+
+import numpy as np
+import pydicom
 from django.urls import reverse
 
-from readerstudy.imaging.canonical import personalised_slice, served_file_key
+from readerstudy.imaging.canonical import (
+    REFORMAT_PLANES, personalised_slice, reformat_slice, served_file_key, slice_filename,
+)
 from readerstudy.imaging.pool import rendition_files
+from readerstudy.imaging.storage import renditions_dir
 
 from readerstudy.imaging.models import Dimensionality
 from readerstudy.studies.config import stratum_key
@@ -34,15 +41,40 @@ CODE_PRESETS = [
 
 def served_slice(assigned_case: AssignedCase, number: int) -> bytes | None:
     """Slice `number` (1-based) as this reader is served it, or None when the case has no such slice."""
-    item = assigned_case.case.item
-    config = assigned_case.assignment.study.config
-    rows, cols, depth = config["presets"][stratum_key(item.modality, item.dimensionality)]
-    if not 1 <= number <= depth:
-        return None
-    rendition = item.renditions.filter(rows=rows, cols=cols, depth=depth).first()
-    if rendition is None:
+    rendition, (_, _, depth) = _rendition(assigned_case)
+    if rendition is None or not 1 <= number <= depth:
         return None
     return personalised_slice(rendition_files(rendition)[number - 1], served_file_key(assigned_case.token), number)
+
+
+@lru_cache(maxsize=16)
+def _served_codes(directory: str, depth: int) -> np.ndarray:
+    """The axial codes of a rendition (read once per process; renditions never change)."""
+    return np.stack([pydicom.dcmread(renditions_dir() / directory / slice_filename(i)).pixel_array
+                     for i in range(depth)])
+
+
+def _rendition(assigned_case: AssignedCase):
+    item = assigned_case.case.item
+    preset = assigned_case.assignment.study.config["presets"][stratum_key(item.modality, item.dimensionality)]
+    rows, cols, depth = preset
+    return item.renditions.filter(rows=rows, cols=cols, depth=depth).first(), (rows, cols, depth)
+
+
+def served_reformat(assigned_case: AssignedCase, plane: str, number: int) -> bytes | None:
+    """Coronal or sagittal image `number` (1-based) of a volume case, or None when there is none."""
+    item = assigned_case.case.item
+    if plane not in REFORMAT_PLANES or item.dimensionality != Dimensionality.VOLUME:
+        return None
+    rendition, (rows, cols, depth) = _rendition(assigned_case)
+    if rendition is None or not 1 <= number <= (rows if plane == "coronal" else cols):
+        return None
+    codes = _served_codes(rendition.directory, depth)
+    return reformat_slice(codes, item.modality, plane, number - 1, served_file_key(assigned_case.token))
+
+
+def reformat_url(token: str, plane: str, number: int) -> str:
+    return reverse("read-reformat", kwargs={"token": token, "plane": plane, "number": number})
 
 
 def window_presets(modality: str) -> list[dict]:
@@ -78,6 +110,11 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
             "cols": cols,
             "slices": depth,
             "image_ids": ["wadouri:" + slice_url(token, n) for n in range(1, depth + 1)],
+            # Coronal and sagittal reformats of volumes, for the 3-view layout.
+            "reformats": {
+                "coronal": ["wadouri:" + reformat_url(token, "coronal", n) for n in range(1, rows + 1)],
+                "sagittal": ["wadouri:" + reformat_url(token, "sagittal", n) for n in range(1, cols + 1)],
+            } if item.dimensionality == Dimensionality.VOLUME else None,
             "presets": window_presets(item.modality),
         },
         "questions": questions_for(config, item.dimensionality),

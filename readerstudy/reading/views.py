@@ -12,7 +12,7 @@ from django.views.generic import TemplateView, View
 from readerstudy.studies.models import AssignedCase, Assignment, Study
 
 from .answers import AnswerError, save_answer
-from .blinded import case_payload, served_slice
+from .blinded import case_payload, served_reformat, served_slice
 from .worklist import reader_assignments, reader_case, reader_position
 
 NO_STORE = "no-store"
@@ -174,6 +174,21 @@ class SliceView(ReaderCaseMixin, View):
         data = served_slice(case, number)
         if data is None:
             raise Http404("No such slice.")
+        response = HttpResponse(data, content_type="application/dicom")
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
+
+
+class ReformatView(ReaderCaseMixin, View):
+    """A coronal or sagittal reformat of a volume case, built by the canonical writer with the reader's UIDs."""
+
+    def get(self, request, token, plane, number):
+        case = self.get_case()
+        if not openable(case)[1]:
+            raise Http404("This case cannot be opened now.")
+        data = served_reformat(case, plane, number)
+        if data is None:
+            raise Http404("No such image.")
         response = HttpResponse(data, content_type="application/dicom")
         response["Cache-Control"] = "private, max-age=86400"
         return response

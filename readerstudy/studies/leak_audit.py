@@ -4,8 +4,9 @@ Before a study opens, every file its readers will be served is built as it will
 be served (`canonical.personalised_slice`), read back and compared per stratum:
 
 - metadata: tag set and tag values (UIDs excepted), file size, matrix, slice
-  count, bit depth and value range; a property whose values differ between the
-  real and the synthetic cases of a stratum is a leak and blocks opening;
+  count, bit depth and value range, of the axial files and of the coronal and
+  sagittal reformats; a property whose values differ between the real and the
+  synthetic cases of a stratum is a leak and blocks opening;
 - independence: two cases of one source group beyond the study's limit, a
   calibration case sharing a group with a case to judge, and any case shown
   upsampled block opening;
@@ -25,7 +26,9 @@ import pydicom
 from django.utils import timezone
 
 from readerstudy.imaging.importing import NullProgress
-from readerstudy.imaging.canonical import personalised_slice, served_file_key, upsampling
+from readerstudy.imaging.canonical import (
+    REFORMAT_PLANES, personalised_slice, reformat_slice, served_file_key, upsampling,
+)
 from readerstudy.imaging.models import Origin
 from readerstudy.imaging.pool import rendition_files
 
@@ -145,7 +148,15 @@ def run_leak_audit(study: Study, save: bool = True, progress=None) -> dict:
                 seen[stratum][item.origin][prop].add(value)
             planes.append(pixels)
             files += 1
-        served[stratum].append(pixel_audit.Case(case.pk, item.pk, item.origin, case.role, np.stack(planes)))
+        codes = np.stack(planes)
+        if codes.shape[0] > 1:  # the reformats of the 3-view layout come from the same writer: check them too
+            for plane in REFORMAT_PLANES:
+                middle = (codes.shape[1] if plane == "coronal" else codes.shape[2]) // 2
+                properties, _ = file_properties(reformat_slice(codes, item.modality, plane, middle, key))
+                for prop, value in properties.items():
+                    seen[stratum][item.origin][f"{plane} {prop}"].add(value)
+                counts[stratum]["reformats"] += 1
+        served[stratum].append(pixel_audit.Case(case.pk, item.pk, item.origin, case.role, codes))
         progress.advance(1, f"read case {case.pk}")
     strata = {}
     for stratum in sorted(seen):
@@ -161,6 +172,7 @@ def run_leak_audit(study: Study, save: bool = True, progress=None) -> dict:
                     )
         strata[stratum] = {
             "real": counts[stratum][Origin.REAL], "synthetic": counts[stratum][Origin.SYNTHETIC],
+            "reformats_compared": counts[stratum]["reformats"],
             "differs": sorted(differing),
             "file_sizes": sorted(real["file size"] | synthetic["file size"]),
             "matrix": sorted(real["matrix"] | synthetic["matrix"]),

@@ -169,6 +169,14 @@
     programmaticVoi = true;
     if (counted !== false) windowChanges++;
     cornerstone.setViewport(element, viewport);
+    Object.keys(reformats).forEach(function (plane) {  // presets apply to every view
+      var view = reformats[plane];
+      if (!view.shown) return;
+      var own = cornerstone.getViewport(view.el);
+      own.voi.windowWidth = viewport.voi.windowWidth;
+      own.voi.windowCenter = viewport.voi.windowCenter;
+      cornerstone.setViewport(view.el, own);
+    });
   }
 
   var cineTimer = null;
@@ -180,6 +188,126 @@
     button.textContent = "Cine ❚❚";
   }
 
+  // ---- Three views: axial (the main viewport), coronal and sagittal reformats, linked by lines --------
+  var grid = document.getElementById("viewport-grid");
+  var reformats = {};
+  var threeViews = false;
+
+  function addTools(el) {
+    [["Wwwc", cornerstoneTools.WwwcTool, { mouseButtonMask: 1 }], ["Pan", cornerstoneTools.PanTool, { mouseButtonMask: 4 }],
+     ["Zoom", cornerstoneTools.ZoomTool, { mouseButtonMask: 2 }]].forEach(function (t) {
+      if (!cornerstoneTools.getToolForElement(el, t[0])) {
+        cornerstoneTools.addToolForElement(el, t[1], t[0] === "Zoom" ? { configuration: { invert: true } } : {});
+      }
+      cornerstoneTools.setToolActiveForElement(el, t[0], t[2]);
+    });
+    el.addEventListener("contextmenu", function (e) { e.preventDefault(); });
+  }
+
+  function showReformat(view, i) {
+    view.index = Math.max(0, Math.min(view.ids.length - 1, i));
+    var wanted = view.index;
+    return cornerstone.loadAndCacheImage(view.ids[wanted]).then(function (image) {
+      if (wanted !== view.index) return;
+      var vp = view.shown ? cornerstone.getViewport(view.el) : null;
+      if (!view.shown) {
+        cornerstone.displayImage(view.el, image);
+        view.shown = true;
+        var main = cornerstone.getViewport(element);
+        var own = cornerstone.getViewport(view.el);
+        own.voi.windowWidth = main.voi.windowWidth;
+        own.voi.windowCenter = main.voi.windowCenter;
+        cornerstone.setViewport(view.el, own);
+        view.el.setAttribute("data-loaded", "true");
+      } else {
+        cornerstone.displayImage(view.el, image, vp);
+      }
+      view.label.textContent = view.name + " " + (view.index + 1) + "/" + view.ids.length;
+    });
+  }
+
+  function line(svg, el, a, b) {
+    var p = cornerstone.pixelToCanvas(el, a), q = cornerstone.pixelToCanvas(el, b);
+    var l = document.createElementNS("http://www.w3.org/2000/svg", "line");
+    l.setAttribute("x1", p.x); l.setAttribute("y1", p.y); l.setAttribute("x2", q.x); l.setAttribute("y2", q.y);
+    svg.appendChild(l);
+  }
+
+  // Where the other two planes cut each view: axial index a, coronal row k, sagittal column j.
+  function drawLines() {
+    var svgs = grid.querySelectorAll("svg.lines");
+    svgs.forEach(function (svg) { while (svg.firstChild) svg.removeChild(svg.firstChild); });
+    if (!threeViews || !reformats.coronal.shown || !reformats.sagittal.shown) return;
+    var depth = c.slices, rows = c.rows, cols = c.cols;
+    var k = reformats.coronal.index + 0.5, j = reformats.sagittal.index + 0.5, a = depth - 1 - index + 0.5;
+    var axialSvg = element.querySelector("svg.lines");
+    line(axialSvg, element, { x: 0, y: k }, { x: cols, y: k });
+    line(axialSvg, element, { x: j, y: 0 }, { x: j, y: rows });
+    var cor = reformats.coronal.el, sag = reformats.sagittal.el;
+    line(cor.querySelector("svg.lines"), cor, { x: 0, y: a }, { x: cols, y: a });
+    line(cor.querySelector("svg.lines"), cor, { x: j, y: 0 }, { x: j, y: depth });
+    line(sag.querySelector("svg.lines"), sag, { x: 0, y: a }, { x: rows, y: a });
+    line(sag.querySelector("svg.lines"), sag, { x: k, y: 0 }, { x: k, y: depth });
+  }
+
+  function setupReformats() {
+    c.reformats && Object.keys(c.reformats).forEach(function (plane) {
+      var el = document.getElementById("viewport-" + plane);
+      var view = { name: plane.charAt(0).toUpperCase() + plane.slice(1), el: el, ids: c.reformats[plane],
+                   index: Math.floor((c.reformats[plane].length - 1) / 2), shown: false,
+                   label: el.querySelector(".view-label") };
+      reformats[plane] = view;
+      el.addEventListener("wheel", function (e) {
+        e.preventDefault();
+        showReformat(view, view.index + (e.deltaY > 0 ? 1 : -1));
+      }, { passive: false });
+      el.addEventListener("cornerstoneimagerendered", drawLines);
+      el.addEventListener("mousedown", function (e) { if (e.shiftKey) crosshair(view, e); }, true);
+    });
+  }
+
+  // Shift+click in a reformat: the other planes move to that point.
+  function crosshair(view, e) {
+    e.stopImmediatePropagation();
+    var rect = view.el.getBoundingClientRect();
+    var p = cornerstone.canvasToPixel(view.el, { x: e.clientX - rect.left, y: e.clientY - rect.top });
+    var axial = c.slices - 1 - Math.floor(p.y);
+    if (view === reformats.coronal) showReformat(reformats.sagittal, Math.floor(p.x));
+    else showReformat(reformats.coronal, Math.floor(p.x));
+    show(axial);
+  }
+  element.addEventListener("mousedown", function (e) {
+    if (!e.shiftKey || !threeViews) return;
+    e.stopImmediatePropagation();
+    var rect = element.getBoundingClientRect();
+    var p = cornerstone.canvasToPixel(element, { x: e.clientX - rect.left, y: e.clientY - rect.top });
+    showReformat(reformats.coronal, Math.floor(p.y));
+    showReformat(reformats.sagittal, Math.floor(p.x));
+  }, true);
+  element.addEventListener("cornerstoneimagerendered", drawLines);
+
+  function toggleLayout() {
+    if (!c.reformats) return;
+    threeViews = !threeViews;
+    grid.classList.toggle("three", threeViews);
+    Object.keys(reformats).forEach(function (plane) {
+      var view = reformats[plane];
+      view.el.hidden = !threeViews;
+      if (threeViews && !view.enabled) { cornerstone.enable(view.el); addTools(view.el); view.enabled = true; }
+    });
+    document.getElementById("layout").textContent = threeViews ? "1 view" : "3 views";
+    cornerstone.resize(element, true);
+    if (threeViews) {
+      Object.keys(reformats).forEach(function (plane) {
+        cornerstone.resize(reformats[plane].el, true);
+        showReformat(reformats[plane], reformats[plane].index);
+      });
+    }
+    drawLines();
+    element.focus();
+  }
+  setupReformats();
+
   var actions = {
     invert: function () {
       var vp = cornerstone.getViewport(element); vp.invert = !vp.invert; cornerstone.setViewport(element, vp);
@@ -189,7 +317,8 @@
       if (c.modality !== "CT") applyPreset(percentilePreset(), false);
     },
     fit: function () { cornerstone.fitToWindow(element); },
-    cine: toggleCine
+    cine: toggleCine,
+    layout: toggleLayout
   };
   document.querySelectorAll(".toolbar button").forEach(function (button) {
     button.addEventListener("click", function () {
@@ -198,7 +327,10 @@
       element.focus();
     });
   });
-  window.addEventListener("resize", function () { cornerstone.resize(element, true); });
+  window.addEventListener("resize", function () {
+    cornerstone.resize(element, true);
+    Object.keys(reformats).forEach(function (plane) { if (reformats[plane].enabled) cornerstone.resize(reformats[plane].el, true); });
+  });
   if (keepView) {
     keepView.checked = stored(KEEP_KEY) === true;
     keepView.addEventListener("change", function () {
@@ -381,6 +513,7 @@
     else if (key === "i" || key === "I") actions.invert();
     else if (key === "Enter") finish();
     else if (key === "F2") actions.fit();
+    else if ((key === "v" || key === "V") && c.reformats) toggleLayout();
     else if (key === "Tab") moveActive(e.shiftKey ? -1 : 1);
     else {
       var k = key.toLowerCase();
