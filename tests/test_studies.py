@@ -346,3 +346,33 @@ def test_a_study_is_cloned_as_a_new_draft(client, pool):
     assert copy.config["reading"]["calibration_cases"] == 2 and copy.config["presets"] == {}
     assert not copy.cases.exists()
     assert AuditEvent.objects.filter(action="study.cloned").exists()
+
+
+def test_the_audit_blocks_duplicate_pixels_and_shared_groups_and_warns_of_near_copies(pool):
+    from readerstudy.imaging.models import Dataset, PoolItem
+    from readerstudy.imaging.pool import create_pool_item
+    from readerstudy.imaging.storage import load_master
+
+    study = create_study(name="S", config={"strata": strata({("CT", "2d"): 4}), "reading": {"calibration_cases": 2}})
+    prepare_study(study)
+    study.refresh_from_db()
+    assert study.audit["ok"]
+    regular = study.cases.filter(role="regular").select_related("item").first().item
+    dataset = Dataset.objects.get(name="phantoms")
+    master = np.asarray(load_master(regular.master_file)).astype(np.float32) - 1024
+    twin = create_pool_item(values=master, hounsfield=True, modality="CT", origin="real", dataset=dataset,
+                            source_sha256="f" * 64, source_group="patient:twin")
+    nearly = create_pool_item(values=master + np.random.default_rng(0).normal(0, 3, master.shape), hounsfield=True,
+                              modality="CT", origin="real", dataset=dataset, source_sha256="e" * 64,
+                              source_group="patient:nearly")
+    calibration = study.cases.get(role="calibration", item__origin="real")
+    # Written by hand (drawing would never do this): a duplicate, a near-copy, and a calibration case of a case's group.
+    StudyCase.objects.create(study=study, item=twin, role="regular")
+    StudyCase.objects.create(study=study, item=nearly, role="regular")
+    PoolItem.objects.filter(pk=calibration.item_id).update(source_group=regular.source_group)
+    audit = run_leak_audit(study)
+    text = "; ".join(audit["problems"])
+    assert not audit["ok"]
+    assert "show identical pixels" in text and f"item #{twin.pk}" in text
+    assert "calibration case(s) share a source group with cases to judge" in text
+    assert any("near-duplicates" in w and f"item #{nearly.pk}" in w for w in audit["warnings"])

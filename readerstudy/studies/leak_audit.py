@@ -156,7 +156,7 @@ def run_leak_audit(study: Study, save: bool = True, progress=None) -> dict:
                 for prop, value in properties.items():
                     seen[stratum][item.origin][f"{plane} {prop}"].add(value)
                 counts[stratum]["reformats"] += 1
-        served[stratum].append(pixel_audit.Case(case.pk, item.pk, item.origin, case.role, codes))
+        served[stratum].append(pixel_audit.summarise(pixel_audit.Case(case.pk, item.pk, item.origin, case.role, codes)))
         progress.advance(1, f"read case {case.pk}")
     strata = {}
     for stratum in sorted(seen):
