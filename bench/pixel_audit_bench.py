@@ -115,7 +115,8 @@ def main():
         "| what | seconds |",
         "|---|---|",
         f"| read every served file with pydicom (floor) | {reading:.1f} |",
-        f"| `run_leak_audit`: metadata, independence, pixel features, duplicates, classifier with "
+        f"| `run_leak_audit`: metadata (axial files and a coronal and sagittal reformat per volume), independence, "
+        f"pixel features, duplicates, classifier with "
         f"{PERMUTATIONS} permutations per stratum | {auditing:.1f} |",
         "",
         f"Audit ok: {audit['ok']}; {strata}.",

@@ -356,6 +356,10 @@ def test_three_view_reading_of_a_ct_volume(live_server, page, import_file):
     page.goto(live_server.url + "/read/test-study/")
     for position in (1, 2):
         wait_loaded(page)
+        if position == 1:
+            page.check("#keep-view")  # the next case opens with this case's window and zoom
+        else:
+            expect(page.locator("#overlay-window")).to_have_text("W 1500 L -600")
         page.keyboard.press("v")
         page.wait_for_selector("#viewport-coronal[data-loaded=true]")
         page.wait_for_selector("#viewport-sagittal[data-loaded=true]")
