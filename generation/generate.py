@@ -39,7 +39,8 @@ def validate_request(generator: Generator, modality: str, n: int, seed: int, ste
         raise ConfigError("only local pipelines take text prompts")
 
 
-def generate_samples(generator: Generator, modality: str, seeds: list[int], steps: int, prompt: str = "") -> np.ndarray:
+def generate_samples(generator: Generator, modality: str, seeds: list[int], steps: int, prompt: str = "",
+                     on_step=None) -> np.ndarray:
     """Samples in [0, 1] for the given seeds, from a built-in model or a local pipeline."""
     # Imported here: torch and diffusers take seconds to import, and the web
     # processes that import this module only ever queue jobs.
@@ -49,7 +50,7 @@ def generate_samples(generator: Generator, modality: str, seeds: list[int], step
         return run_pipeline(generator.path, seeds, steps, prompt)
     from .sampling import load_model, sample
 
-    return sample(load_model(generator.path), modality, seeds, steps)
+    return sample(load_model(generator.path), modality, seeds, steps, on_step=on_step)
 
 
 def run_generation(job, reporter) -> dict:
@@ -71,7 +72,11 @@ def run_generation(job, reporter) -> dict:
     for start in range(0, len(todo), CHUNK):
         reporter.check_cancelled()
         chunk = todo[start : start + CHUNK]
-        for s, array in zip(chunk, generate_samples(generator, modality, chunk, steps, prompt)):
+
+        def on_step(k, total, chunk=chunk):
+            reporter.advance(0, f"seeds {chunk[0]}–{chunk[-1]}: denoising step {k} of {total}")
+
+        for s, array in zip(chunk, generate_samples(generator, modality, chunk, steps, prompt, on_step)):
             item = add_synthetic_item(array, modality=modality, generator=generator, seed=s, prompt=prompt, job=job)
             quality = assess_item(item, reference)
             flag = " NEAR-COPY" if quality.get("near_copy") else ""

@@ -52,8 +52,12 @@ def load_model(folder, device: torch.device | None = None) -> LoadedModel:
 
 
 def sample(model: LoadedModel, modality: str, seeds: list[int], steps: int = DEFAULT_STEPS, batch_size: int = 8,
-           progress=None) -> np.ndarray:
-    """Samples in canonical unit space [0, 1] (codes / 4095), shape (len(seeds), [depth,] rows, cols)."""
+           progress=None, on_step=None) -> np.ndarray:
+    """Samples in canonical unit space [0, 1] (codes / 4095), shape (len(seeds), [depth,] rows, cols).
+
+    `on_step(done, total)` is called after every denoising step, so a job can show
+    progress (and stay alive) within a batch that takes minutes.
+    """
     if modality not in model.config.modalities:
         raise ConfigError(
             f"this model makes {', '.join(model.config.modalities)}, not {modality}"
@@ -72,9 +76,11 @@ def sample(model: LoadedModel, modality: str, seeds: list[int], steps: int = DEF
         labels = torch.full((len(chunk),), label, dtype=torch.int64, device=model.device)
         x = noise
         with torch.no_grad():
-            for t in scheduler.timesteps:
+            for k, t in enumerate(scheduler.timesteps, start=1):
                 eps = denoise(model.network, x, t.expand(len(chunk)).to(model.device), labels)
                 x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+                if on_step:
+                    on_step(k, len(scheduler.timesteps))
         model_space = ((x.clamp(-1, 1) + 1) / 2).squeeze(1).float().cpu().numpy()
         out.append(model_to_unit(model_space, modality, model.config.companded_ct))
         if progress:

@@ -115,6 +115,31 @@ def test_generation_is_reproducible_through_the_pool(tiny_model):
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+def test_generation_reports_progress_within_a_batch(tiny_model):
+    """A batch of samples can take minutes on a CPU: the job says which denoising step it is at."""
+
+    class Recorder:
+        def __init__(self):
+            self.messages, self.done = [], 0
+
+        def start(self, total):
+            self.total = total
+
+        def advance(self, n=1, message=""):
+            self.done += n
+            self.messages.append((self.done, message))
+
+        def check_cancelled(self):
+            pass
+
+    recorder = Recorder()
+    run_generation(create_generation_job(tiny_model, "CT", 2, seed=11, steps=3), recorder)
+    steps = [m for done, m in recorder.messages if "denoising step" in m]
+    assert steps == [f"seeds 11–12: denoising step {k} of 3" for k in (1, 2, 3)]
+    assert recorder.messages[0] == (0, steps[0])  # step reports do not count as finished samples
+    assert recorder.done == 2
+
+
 def test_cancelled_job_retries_without_duplicates(tiny_model):
     job = create_generation_job(tiny_model, "MR", 6, seed=0, steps=2)
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)
