@@ -393,3 +393,36 @@ def test_three_view_reading_of_a_ct_volume(live_server, page, import_file):
         page.keyboard.press("Enter")
         page.wait_for_url(lambda url: url != before_url)
     page.wait_for_selector("text=Thank you")
+
+
+def test_a_reader_marks_where_a_case_looks_synthetic(live_server, page):
+    make_pool(real={("XR", "2d"): 1}, synthetic={("XR", "2d"): 1}, size=64)
+    (reader,) = readers(1)
+    open_study_for([reader], {("XR", "2d"): 2}, questions={"confidence": False, "template": "none", "marks": True})
+    page.goto(live_server.url + "/accounts/login/")
+    page.fill("input[name=username]", "reader1")
+    page.fill("input[name=password]", "pw-reader1")
+    page.click("main button[type=submit]")
+    page.goto(live_server.url + "/read/test-study/")
+    wait_loaded(page)
+    page.keyboard.press("f")
+    before = page.inner_text("#overlay-window")
+    page.keyboard.press("m")
+    box = page.locator("#viewport").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2 + 30, box["y"] + box["height"] / 2 + 30)
+    expect(page.locator("#mark-list li")).to_have_count(2)
+    assert page.locator("#viewport svg.lines circle.mark").count() == 2
+    assert page.inner_text("#overlay-window") == before  # marking clicks do not change the window
+    page.click("#mark-list li >> nth=1 >> button")
+    expect(page.locator("#mark-list li")).to_have_count(1)
+    page.click("#mark-comment")
+    page.keyboard.type("ribs look painted, rim")  # r, f, m... typed into the comment are not shortcuts
+    assert page.is_checked("input[name=label][value=fake]")
+    page.wait_for_timeout(800)  # the comment is saved after a pause in typing
+    wait_saved(page)
+    read = Read.objects.get(assigned_case__assignment__reader=reader, assigned_case__position=1)
+    assert len(read.answers["marks"]) == 1 and read.answers["comment"] == "ribs look painted, rim"
+    assert read.label == "fake"
+    mark = read.answers["marks"][0]
+    assert abs(mark["x"] - 0.5) < 0.05 and abs(mark["y"] - 0.5) < 0.05 and mark["slice"] == 1

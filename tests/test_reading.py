@@ -280,3 +280,48 @@ def test_readers_may_go_back_to_answered_cases_from_their_case_list(client, team
     assert reverse("read-cases", args=[study.slug]) in viewer
     strict = open_study_for(team, {("CT", "2d"): 2}, reading={"allow_back": False}, name="Strict", seed=9)
     assert client.get(reverse("read-cases", args=[strict.slug])).url == reverse("read-study", args=[strict.slug])
+
+
+def test_readers_mark_where_a_case_looks_synthetic_and_analysts_see_it(client, team):
+    from readerstudy.accounts.roles import COORDINATOR
+
+    study = open_study_for(team, {("CT", "2d"): 4}, questions={"confidence": False, "template": "none", "marks": True})
+    client.force_login(team[0])
+    token = case(team[0], 1).token
+    spots = [{"x": 0.25, "y": 0.5, "slice": 1}, {"x": 0.7, "y": 0.2, "w": 0.1, "h": 0.15, "slice": 1}]
+    status, body = post(client, token, {"label": "fake", "marks": spots, "comment": " odd texture ",
+                                        "submit": True, "idempotency_key": "mark-00001"})
+    assert status == 200 and body["answer"]["marks"] == spots and body["answer"]["comment"] == "odd texture"
+    for bad, message in [({"marks": [{"x": 1.5, "y": 0, "slice": 1}]}, "fractions of the image"),
+                         ({"marks": [{"x": 0.1, "y": 0.1}]}, "needs x, y"),
+                         ({"marks": [{"x": 0.1, "y": 0.1, "slice": 1}] * 21}, "at most 20"),
+                         ({"comment": 5}, "comment must be text")]:
+        status, body = post(client, case(team[0], 2).token, {"label": "real", "idempotency_key": f"bad-{len(message):05d}",
+                                                             **bad})
+        assert status == 400 and message in body["error"], (bad, body)
+    # Changing the marks keeps the previous answer as a revision.
+    post(client, token, {"label": "fake", "marks": spots[:1], "comment": "odd texture", "idempotency_key": "mark-00002"})
+    read = Read.objects.get(assigned_case__token=token)
+    assert read.answers["marks"] == spots[:1]
+    assert read.revisions.get(revision=1).snapshot["answers"]["marks"] == spots
+
+    # The export has the marks; coordinators and analysts see a heat map; readers do not.
+    coordinator = make_user("coord", COORDINATOR)
+    client.force_login(coordinator)
+    csv_text = b"".join(client.get(reverse("analysis-export", args=[study.slug, "answers.csv"])).streaming_content)
+    header, row = csv_text.decode().splitlines()[:2]
+    assert header.endswith(",marks,comment") and '""x"": 0.25' in row and row.endswith("odd texture")
+    page = client.get(reverse("analysis-marks", args=[study.slug])).content.decode()
+    assert f"Case {read.assigned_case.case_id}" in page and "odd texture" in page and "1 mark on case" in page
+    png = client.get(reverse("analysis-marks-heatmap", args=[study.slug, read.assigned_case.case_id]))
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    client.force_login(team[1])
+    assert client.get(reverse("analysis-marks", args=[study.slug])).status_code == 403
+
+
+def test_marks_are_refused_where_the_study_does_not_ask_for_them(client, team):
+    study_with(team)
+    client.force_login(team[0])
+    status, body = post(client, case(team[0], 1).token, {"label": "real", "marks": [{"x": 0.1, "y": 0.1, "slice": 1}],
+                                                         "idempotency_key": "nomark-001"})
+    assert status == 400 and "does not ask where a case looks synthetic" in body["error"]

@@ -18,7 +18,10 @@ from .worklist import reader_position
 
 ANSWER_FIELDS = ("label", "confidence", "realism", "anatomy", "slice_consistency")
 TELEMETRY_FIELDS = ("duration_ms", "slices_visited", "window_changes")
-ALLOWED_KEYS = {*ANSWER_FIELDS, *TELEMETRY_FIELDS, "submit", "idempotency_key"}
+MARK_FIELDS = ("marks", "comment")  # optional: where a case looks synthetic (kept in Read.answers)
+ALLOWED_KEYS = {*ANSWER_FIELDS, *TELEMETRY_FIELDS, *MARK_FIELDS, "submit", "idempotency_key"}
+MAX_MARKS = 20
+MAX_COMMENT = 2000
 CONFIDENCE_LEVELS = range(1, 6)
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 
@@ -44,6 +47,7 @@ def questions_for(config: dict, dimensionality: str) -> dict:
             {"name": c, "title": scales.CRITERIA[c], "options": q["scales"][c]}
             for c in criteria_for(config, dimensionality)
         ],
+        "marks": q["marks"],
     }
 
 
@@ -81,6 +85,8 @@ def _clean(payload: dict, config: dict, dimensionality: str) -> tuple[dict, dict
         if missing:
             raise AnswerError("answer every question before finishing the case: missing " + ", ".join(missing))
 
+    answers["extra"] = _clean_marks(payload, questions["marks"])
+
     telemetry = {}
     duration = payload.get("duration_ms", 0)
     if isinstance(duration, bool) or not isinstance(duration, int) or not 0 <= duration <= MAX_DURATION_MS:
@@ -99,6 +105,35 @@ def _clean(payload: dict, config: dict, dimensionality: str) -> tuple[dict, dict
     return answers, telemetry, submit, key
 
 
+def _unit(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _clean_marks(payload: dict, asked: bool) -> dict:
+    """Points ({x, y, slice}) or boxes (+ w, h), in image fractions, and a comment; {} where not asked."""
+    marks, comment = payload.get("marks"), payload.get("comment")
+    if not asked:
+        if marks or comment:
+            raise AnswerError("this study does not ask where a case looks synthetic", field="marks")
+        return {}
+    marks = marks or []
+    if not isinstance(marks, list) or len(marks) > MAX_MARKS:
+        raise AnswerError(f"marks must be a list of at most {MAX_MARKS} marks", field="marks")
+    clean = []
+    for mark in marks:
+        if not isinstance(mark, dict) or set(mark) - {"x", "y", "w", "h", "slice"} or not {"x", "y", "slice"} <= set(mark):
+            raise AnswerError("each mark needs x, y (image fractions 0-1) and slice; boxes add w and h", field="marks")
+        if not all(_unit(mark[k]) for k in ("x", "y", "w", "h") if k in mark):
+            raise AnswerError("mark positions and sizes are fractions of the image, from 0 to 1", field="marks")
+        if isinstance(mark["slice"], bool) or not isinstance(mark["slice"], int) or not 1 <= mark["slice"] <= 10_000:
+            raise AnswerError("a mark's slice is a slice number", field="marks")
+        clean.append({k: (round(float(v), 4) if k != "slice" else v) for k, v in mark.items()})
+    comment = comment or ""
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
+        raise AnswerError(f"the comment must be text of at most {MAX_COMMENT} characters", field="comment")
+    return {"marks": clean, "comment": comment.strip()} if clean or comment.strip() else {}
+
+
 def answer_state(read: Read | None) -> dict:
     """The reader's own answer as the browser sees it."""
     state = {name: getattr(read, name) if read else None for name in ANSWER_FIELDS}
@@ -107,12 +142,14 @@ def answer_state(read: Read | None) -> dict:
         submitted=bool(read and read.submitted_at), revision=read.revision if read else 0,
         duration_ms=read.duration_ms if read else 0, window_changes=read.window_changes if read else 0,
         slices_visited=read.slices_visited if read else [],
+        marks=(read.answers or {}).get("marks", []) if read else [],
+        comment=(read.answers or {}).get("comment", "") if read else "",
     )
     return state
 
 
 def _snapshot(read: Read) -> dict:
-    data = {name: getattr(read, name) for name in (*ANSWER_FIELDS, *TELEMETRY_FIELDS, "idempotency_key")}
+    data = {name: getattr(read, name) for name in (*ANSWER_FIELDS, *TELEMETRY_FIELDS, "idempotency_key", "answers")}
     data["submitted_at"] = read.submitted_at.isoformat() if read.submitted_at else None
     data["saved_at"] = read.saved_at.isoformat() if read.saved_at else None
     return data
@@ -162,7 +199,8 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
     """Write into a locked Read; True when the request was a replay and nothing changed."""
     if read.idempotency_key == key:
         return True
-    changed = any(getattr(read, n) != answers[n] for n in ANSWER_FIELDS)
+    extra = answers["extra"]
+    changed = any(getattr(read, n) != answers[n] for n in ANSWER_FIELDS) or (read.answers or {}) != extra
     if read.submitted_at and changed:
         if not config["reading"]["allow_back"]:
             raise AnswerError("answers to finished cases cannot be changed in this study", status=409)
@@ -172,13 +210,14 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
                 raise AnswerError("a finished case keeps a complete answer: cannot clear " + ", ".join(missing))
         record("answer.changed", read.assigned_case.assignment.reader, read.assigned_case.assignment.study,
                f"read {read.pk}", revision=read.revision + 1,
-               before={n: getattr(read, n) for n in ANSWER_FIELDS}, after=answers)
-    if changed and (read.revision or any(getattr(read, n) not in (None, "") for n in ANSWER_FIELDS)):
+               before={**{n: getattr(read, n) for n in ANSWER_FIELDS}, "extra": read.answers}, after=answers)
+    if changed and (read.revision or read.answers or any(getattr(read, n) not in (None, "") for n in ANSWER_FIELDS)):
         ReadRevision.objects.create(read=read, revision=read.revision, snapshot=_snapshot(read))
     now = timezone.now()
     if changed:
         for name in ANSWER_FIELDS:
             setattr(read, name, answers[name])
+        read.answers = extra
         read.revision += 1
     read.duration_ms = max(read.duration_ms, telemetry["duration_ms"])
     read.window_changes = max(read.window_changes, telemetry["window_changes"])

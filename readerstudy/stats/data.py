@@ -34,6 +34,7 @@ ANSWER_FIELDS = {
     "started_at": "started_at",
     "submitted_at": "submitted_at",
     "revision": "revision",
+    "answers": "answers",
 }
 
 

@@ -18,6 +18,7 @@ ANSWER_COLUMNS = [
     "label", "label_text", "confidence", "confidence_text",
     "realism", "realism_text", "anatomy", "anatomy_text", "slice_consistency", "slice_consistency_text",
     "fakeness_score", "duration_ms", "slices_visited", "window_changes", "started_at", "submitted_at", "revision",
+    "marks", "comment",
 ]
 
 
@@ -59,6 +60,9 @@ def answer_csv_rows(study):
             fakeness_score(r["label"], r["confidence"]) if r["label"] else "",
             r["duration_ms"], len(r["slices_visited"] or []), r["window_changes"],
             _iso(r["started_at"]), _iso(r["submitted_at"]), r["revision"],
+            # Where the reader marked the case as looking synthetic: JSON points/boxes in image fractions.
+            json.dumps((r["answers"] or {}).get("marks", [])) if (r["answers"] or {}).get("marks") else "",
+            (r["answers"] or {}).get("comment", ""),
         ]
 
 

@@ -7,7 +7,7 @@ from django.views.generic import TemplateView, View
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 from readerstudy.studies.models import Study
 
-from . import charts, exports
+from . import charts, exports, marks
 from .analysis import OptionError, analysis_options, cached_analysis
 from .detection import POLICIES
 from .proportions import METHODS
@@ -65,6 +65,29 @@ class ChartView(AnalysisMixin, View):
         if name not in charts.RENDERERS:
             return JsonResponse({"error": f"unknown chart {name!r}"}, status=404)
         response = HttpResponse(charts.RENDERERS[name](self.analysis(self.get_study())), content_type="image/png")
+        response["Cache-Control"] = "private, no-cache"
+        return response
+
+
+class MarksView(AnalysisMixin, TemplateView):
+    """Cases readers marked as looking synthetic somewhere, each with a heat map of the marks."""
+
+    template_name = "stats/marks.html"
+
+    def get_context_data(self, **kwargs):
+        study = self.get_study()
+        by_case = marks.case_marks(study)
+        cases = study.cases.filter(pk__in=by_case).select_related("item", "item__generator").order_by("pk")
+        rows = [{"case": c, "marks": len(by_case[c.pk]["marks"]), "comments": by_case[c.pk]["comments"]}
+                for c in cases]
+        return super().get_context_data(study=study, rows=rows, **kwargs)
+
+
+class MarksHeatmapView(AnalysisMixin, View):
+    def get(self, request, slug, case_id):
+        study = self.get_study()
+        case = get_object_or_404(study.cases.select_related("item"), pk=case_id)
+        response = HttpResponse(marks.heatmap_png(study, case), content_type="image/png")
         response["Cache-Control"] = "private, no-cache"
         return response
 

@@ -5,7 +5,8 @@ Layout:
     synthetic_fraction  share of synthetic cases in every stratum (0..1)
     generators          generator ids synthetic cases may come from ([] = any)
     questions           {"confidence": bool, "template": "khader"|"likert"|"none",
-                         "criteria": [...], "scales": {criterion: [options]}}
+                         "criteria": [...], "scales": {criterion: [options]},
+                         "marks": bool (readers may mark where a case looks synthetic, with a comment)}
     reading             {"allow_back", "calibration_cases", "repeat_cases", "sessions",
                          "washout_hours", "blank_ms"}
     sampling            {"max_per_group": cases per source group (1), "truth_count": "exact"|"binomial",
@@ -139,7 +140,7 @@ def validate_config(raw: dict) -> dict:
 def _validate_questions(q: dict) -> dict:
     if not isinstance(q, dict):
         raise StudyConfigError("questions must be an object")
-    unknown = set(q) - {"confidence", "template", "criteria", "scales"}
+    unknown = set(q) - {"confidence", "template", "criteria", "scales", "marks"}
     if unknown:
         raise StudyConfigError(f"unknown question settings: {', '.join(sorted(unknown))}")
     template = q.get("template", "khader")
@@ -161,8 +162,11 @@ def _validate_questions(q: dict) -> dict:
             checked[criterion] = scales.scale_options(scales.TEMPLATES[template]["codes"], texts)
         except ValueError as exc:
             raise StudyConfigError(f"{scales.CRITERIA[criterion]}: {exc}") from None
+    if not isinstance(q.get("marks", False), bool):
+        raise StudyConfigError("marks must be true or false")
     return {"confidence": bool(q.get("confidence", True)), "template": template,
-            "criteria": [c for c in scales.CRITERIA if c in criteria], "scales": checked}
+            "criteria": [c for c in scales.CRITERIA if c in criteria], "scales": checked,
+            "marks": q.get("marks", False)}
 
 
 def _validate_reading(r: dict) -> dict:

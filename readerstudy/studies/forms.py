@@ -44,6 +44,8 @@ class StudyForm(forms.Form):
         choices=list(scales.CRITERIA.items()), widget=forms.CheckboxSelectMultiple, required=False,
         initial=list(scales.CRITERIA), help_text="Slice consistency is asked for volumes only.",
     )
+    marks = forms.BooleanField(required=False, label="Ask where a case looks synthetic (optional spots on the image "
+                                                     "and a comment)")
     allow_back = forms.BooleanField(required=False, initial=True, label="Readers may go back and change answers")
     calibration_cases = forms.IntegerField(min_value=0, max_value=100, initial=0,
                                            help_text="Shown first with feedback; excluded from results. Even number.")
@@ -102,7 +104,7 @@ class StudyForm(forms.Form):
             "name": study.name, "instructions": study.instructions,
             "synthetic_percent": round(c["synthetic_fraction"] * 100), "generators": c["generators"],
             "confidence": c["questions"]["confidence"], "template": c["questions"]["template"],
-            "criteria": c["questions"]["criteria"], "matrix_size": c["matrix"]["size"],
+            "criteria": c["questions"]["criteria"], "marks": c["questions"]["marks"], "matrix_size": c["matrix"]["size"],
             "matrix_depth": c["matrix"]["depth"], **c["reading"], **c["sampling"],
         }
         for s in c["strata"]:
@@ -138,7 +140,7 @@ class StudyForm(forms.Form):
             synthetic_fraction=data["synthetic_percent"] / 100,
             generators=sorted(g.pk for g in data["generators"]),
             questions={"confidence": data["confidence"], "template": template,
-                       "criteria": data["criteria"], "scales": custom},
+                       "criteria": data["criteria"], "scales": custom, "marks": data.get("marks", False)},
             reading={k: data[k] for k in ("allow_back", "calibration_cases", "repeat_cases", "sessions",
                                           "washout_hours", "blank_ms")},
             sampling={k: data.get(k) for k in ("max_per_group", "truth_count", "allow_near_copies",

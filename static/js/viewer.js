@@ -233,10 +233,73 @@
     svg.appendChild(l);
   }
 
+  // ---- Marks: where the reader thinks the case looks synthetic (optional question) ---------------------
+  var marksBox = document.getElementById("marks-box");
+  var marks = (answer.marks || []).slice();
+  var markMode = false;
+  var markList = document.getElementById("mark-list");
+  var commentEl = document.getElementById("mark-comment");
+  if (commentEl) commentEl.value = answer.comment || "";
+
+  function renderMarkList() {
+    if (!markList) return;
+    while (markList.firstChild) markList.removeChild(markList.firstChild);
+    marks.forEach(function (m, k) {
+      var li = document.createElement("li");
+      li.textContent = "Spot " + (k + 1) + (c.slices > 1 ? " on slice " + m.slice : "") + " ";
+      var remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "remove-mark";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", "Remove spot " + (k + 1));
+      remove.addEventListener("click", function () { marks.splice(k, 1); marksChanged(); });
+      li.appendChild(remove);
+      markList.appendChild(li);
+    });
+  }
+  function marksChanged() { renderMarkList(); drawLines(); onChange(); }
+  function toggleMarkMode() {
+    if (!marksBox) return;
+    markMode = !markMode;
+    var button = document.getElementById("mark-mode");
+    button.textContent = markMode ? "Marking: click the image (M to stop)" : "Mark spots on the image";
+    button.classList.toggle("active", markMode);
+    element.classList.toggle("marking", markMode);
+    element.focus();
+  }
+  if (marksBox) {
+    document.getElementById("mark-mode").addEventListener("click", toggleMarkMode);
+    commentEl.addEventListener("input", function () { clearTimeout(commentEl.timer); commentEl.timer = setTimeout(onChange, 600); });
+    element.addEventListener("mousedown", function (e) {
+      if (!markMode || e.button !== 0) return;
+      e.stopImmediatePropagation();
+      e.preventDefault();
+      var rect = element.getBoundingClientRect();
+      var p = cornerstone.canvasToPixel(element, { x: e.clientX - rect.left, y: e.clientY - rect.top });
+      var x = p.x / c.cols, y = p.y / c.rows;
+      if (x < 0 || x > 1 || y < 0 || y > 1 || marks.length >= 20) return;
+      marks.push({ x: Math.round(x * 10000) / 10000, y: Math.round(y * 10000) / 10000, slice: index + 1 });
+      marksChanged();
+    }, true);
+    renderMarkList();
+  }
+
+  function drawMarks(svg) {
+    marks.forEach(function (m) {
+      if (m.slice !== index + 1) return;
+      var p = cornerstone.pixelToCanvas(element, { x: m.x * c.cols, y: m.y * c.rows });
+      var dot = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+      dot.setAttribute("cx", p.x); dot.setAttribute("cy", p.y); dot.setAttribute("r", 9);
+      dot.setAttribute("class", "mark");
+      svg.appendChild(dot);
+    });
+  }
+
   // Where the other two planes cut each view: axial index a, coronal row k, sagittal column j.
   function drawLines() {
     var svgs = grid.querySelectorAll("svg.lines");
     svgs.forEach(function (svg) { while (svg.firstChild) svg.removeChild(svg.firstChild); });
+    if (shown) drawMarks(element.querySelector("svg.lines"));
     if (!threeViews || !reformats.coronal.shown || !reformats.sagittal.shown) return;
     var depth = c.slices, rows = c.rows, cols = c.cols;
     var k = reformats.coronal.index + 0.5, j = reformats.sagittal.index + 0.5, a = depth - 1 - index + 0.5;
@@ -364,6 +427,8 @@
   }
 
   function fill(values) {
+    if (marksBox && values.marks) { marks = values.marks.slice(); renderMarkList(); }
+    if (marksBox && typeof values.comment === "string") commentEl.value = values.comment;
     ANSWERS.forEach(function (name) {
       if (values[name] === null || values[name] === undefined) return;
       var input = form.querySelector('input[name="' + name + '"][value="' + values[name] + '"]');
@@ -420,6 +485,7 @@
     p.duration_ms = Math.round(durationMs());
     p.window_changes = windowChanges;
     p.slices_visited = Object.keys(visited).map(Number).sort(function (a, b) { return a - b; });
+    if (marksBox) { p.marks = marks; p.comment = commentEl.value; }
     p.submit = submit;
     return p;
   }
@@ -498,6 +564,7 @@
   // ---- Keyboard -------------------------------------------------------------------
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.target && e.target.tagName === "TEXTAREA") return;  // typing a comment
     if (!document.getElementById("feedback").hidden) {
       if (e.key === "Enter") { e.preventDefault(); document.getElementById("feedback-continue").click(); }
       return;
@@ -514,6 +581,7 @@
     else if (key === "Enter") finish();
     else if (key === "F2") actions.fit();
     else if ((key === "v" || key === "V") && c.reformats) toggleLayout();
+    else if ((key === "m" || key === "M") && marksBox) toggleMarkMode();
     else if (key === "Tab") moveActive(e.shiftKey ? -1 : 1);
     else {
       var k = key.toLowerCase();
