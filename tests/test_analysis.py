@@ -208,3 +208,15 @@ def test_an_empty_study_says_undefined_instead_of_zero(client, db):
     data = client.get(reverse("analysis-json", args=[study.slug])).json()
     assert data["detection"] == {"undefined": "no submitted answers to regular cases yet"}
     assert client.get(reverse("analysis", args=[study.slug])).status_code == 200
+
+
+def test_charts_do_not_use_the_pyplot_state_machine():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings'; import django; django.setup(); "
+            "import readerstudy.stats.charts, readerstudy.stats.marks; print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parent.parent))
+    assert out.stdout.strip() == "False", out.stderr

@@ -1,24 +1,31 @@
-"""Charts for the analyst dashboard, drawn with matplotlib from the analysis dict (PNG bytes)."""
+"""Charts for the analyst dashboard, drawn with matplotlib from the analysis dict (PNG bytes).
+
+They use matplotlib's object-oriented `Figure` API: no pyplot state machine in
+the web process, so charts drawn in parallel threads cannot interfere.
+"""
 
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 CHARTS = ("confusion", "ratings", "reader-accuracy", "roc")
+
+
+def _figure(width: float, height: float, ncols: int = 1):
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(1, ncols, squeeze=False)
+    return fig, axes
 
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()
 
 
 def _message(text: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(5, 1.2))
+    fig, axes = _figure(5, 1.2)
+    ax = axes[0][0]
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     return _png(fig)
@@ -35,7 +42,8 @@ def confusion_chart(analysis) -> bytes:
     table = det["pooled"]["confusion"]
     rows, cols = ["synthetic", "real"], ["fake", "unsure", "real"]
     data = [[table[r][c] for c in cols] for r in rows]
-    fig, ax = plt.subplots(figsize=(4.2, 3))
+    fig, axes = _figure(4.2, 3)
+    ax = axes[0][0]
     ax.imshow(data, cmap="Blues")
     for i, row in enumerate(data):
         for j, value in enumerate(row):
@@ -50,7 +58,7 @@ def ratings_chart(analysis) -> bytes:
     criteria = {k: v for k, v in (analysis.get("scores") or {}).items() if isinstance(v, dict) and "real" in v}
     if not criteria:
         return _message("No ratings yet")
-    fig, axes = plt.subplots(1, len(criteria), figsize=(4 * len(criteria), 3), squeeze=False)
+    fig, axes = _figure(4 * len(criteria), 3, len(criteria))
     for ax, (name, data) in zip(axes[0], criteria.items()):
         codes = [o["code"] for o in data["scale"]]
         for offset, truth, colour in ((-0.2, "real", "#4c9f70"), (0.2, "synthetic", "#d1495b")):
@@ -77,7 +85,8 @@ def reader_accuracy_chart(analysis) -> bytes:
         estimates.append(acc["estimate"])
         lows.append(acc["estimate"] - acc["ci95"][0])
         highs.append(acc["ci95"][1] - acc["estimate"])
-    fig, ax = plt.subplots(figsize=(5, 0.35 * len(names) + 1.2))
+    fig, axes = _figure(5, 0.35 * len(names) + 1.2)
+    ax = axes[0][0]
     ax.errorbar(estimates, range(len(names)), xerr=[lows, highs], fmt="o", capsize=3)
     ax.axvline(0.5, color="grey", linestyle="--", label="chance")
     ax.set_yticks(range(len(names)), names)
@@ -93,7 +102,8 @@ def roc_chart(analysis) -> bytes:
     curves = {r: v for r, v in per_reader.items() if isinstance(v, dict) and "roc_points" in v}
     if not curves:
         return _message("ROC needs real and synthetic answers")
-    fig, ax = plt.subplots(figsize=(4.2, 4))
+    fig, axes = _figure(4.2, 4)
+    ax = axes[0][0]
     for reader, data in curves.items():
         xs, ys = zip(*data["roc_points"])
         ax.plot(xs, ys, marker=".", label=f"{reader} (AUC {data['auc']:.2f})")
