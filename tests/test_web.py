@@ -208,3 +208,10 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout():
         assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert cursor.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
         assert cursor.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_the_admin_names_a_logged_in_user_it_refuses(client):
+    user = User.objects.create_user("reader9", password="pw-reader9")
+    client.force_login(user)
+    page = client.get("/admin/", follow=True).content.decode()
+    assert "You are authenticated as reader9, but are not authorized" in page

@@ -7,6 +7,10 @@ from . import throttle
 class ThrottledLoginView(auth_views.LoginView):
     """Django's login page, refusing further attempts for a while after repeated failures."""
 
+    def get_context_data(self, **kwargs):
+        # The admin's template says who is logged in but not authorised ("You are authenticated as ...").
+        return super().get_context_data(username=self.request.user.get_username(), **kwargs)
+
     def post(self, request, *args, **kwargs):
         username, address = request.POST.get("username", ""), throttle.client_address(request)
         if throttle.is_locked(username, address):
