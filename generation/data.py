@@ -1,7 +1,7 @@
 """Training data for the built-in models, taken from real pool items.
 
 Images are the pool's master codes framed exactly as readers are served them
-(`canonical.frame_codes`: whole field of view, centre-cropped to the matrix's
+(`framing.model_frame`: whole field of view, centre-cropped to the matrix's
 aspect, whole depth resampled; no crops, no magnification), mapped to the
 model's intensity space (`intensity.py`: linear for XR and MR, companded HU for
 CT) and scaled to [-1, 1]; sampling applies the inverse, so the pool holds
@@ -9,7 +9,7 @@ canonical codes either way. A generator that learns this distribution perfectly
 makes samples that cannot be told from real cases by their framing.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,12 +29,12 @@ class TrainingSet:
     labels: torch.Tensor  # int64 (N,) index into config.modalities
     items: list[int]  # pool item ids used
     datasets: dict[str, str]  # data set name -> licence
-    groups: list[str] = None  # source groups of the items (stored with the model: never drawn beside its samples)
+    groups: list[str] = field(default_factory=list)  # source groups (stored with the model, never drawn beside it)
 
     def __len__(self):
         return self.images.shape[0]
 
-    def batch(self, rng: np.random.Generator, size: int, resolution: int = None, depth: int | None = None):
+    def batch(self, rng: np.random.Generator, size: int):
         """A random batch of whole training images (no crops or flips: either would change the framing)."""
         idx = rng.integers(0, len(self), size=size)
         return self.images[torch.as_tensor(idx)], self.labels[torch.as_tensor(idx)]

@@ -172,7 +172,7 @@ def save_model_folder(folder, network, config, scheduler, data, losses, name, bf
         "training_items": len(data.items),
         "training_images": len(data),
         # Source groups trained on: their real items are never drawn beside this model's samples.
-        "training_groups": data.groups or [],
+        "training_groups": data.groups,
         "datasets": data.datasets,
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
@@ -207,7 +207,7 @@ blinded reader studies. Its output must never be used for diagnosis or treatment
 Trained on few images, the model can reproduce its training images closely
 (memorisation). The platform checks every sample against its nearest real
 training image and flags near-copies, which studies leave out unless a
-coordinator allows them with a recorded reason. Pixel statistics, resolution and noise of synthetic images
-differ from real ones; all pool items are served through one canonical writer
+coordinator allows them with a recorded reason. Pixel statistics, resolution
+and noise of synthetic images differ from real ones; all pool items are served through one canonical writer
 at one matrix size so that file properties are not a tell.
 """

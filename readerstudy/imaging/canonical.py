@@ -246,6 +246,10 @@ def personalised_slice(path: Path, key: bytes, index: int) -> bytes:
     ds.SeriesInstanceUID = derived_uid(key, "series")
     ds.FrameOfReferenceUID = derived_uid(key, "frame-of-reference")
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(key, f"sop:{index}")
+    return _file_bytes(ds)
+
+
+def _file_bytes(ds: Dataset) -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
@@ -277,9 +281,7 @@ def reformat_slice(codes: np.ndarray, modality: str, plane: str, index: int, key
         derived_uid(key, "frame-of-reference"), pixel_aspect=aspect,
     )
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(key, f"sop:{plane}:{index + 1}")
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return _file_bytes(ds)
 
 
 def new_uid() -> str:

@@ -42,7 +42,8 @@ def create_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset,
     codes = canonical.to_codes(values, modality, hounsfield=hounsfield, inverted=inverted, step=step,
                               shape=master_shape)
     content = sources.content_hash(codes)
-    provenance["source_group"] = provenance.get("source_group") or sources.default_group(provenance) or f"content:{content}"
+    provenance["source_group"] = (provenance.get("source_group") or sources.default_group(provenance)
+                                  or f"content:{content}")
     with storage.pool_transaction():
         item = PoolItem.objects.create(
             modality=modality,
@@ -58,9 +59,14 @@ def create_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset,
     return item
 
 
+def find_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Rendition | None:
+    """The item's canonical series at (rows, cols, depth) if it has been written."""
+    return item.renditions.filter(rows=rows, cols=cols, depth=depth).first()
+
+
 def ensure_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Rendition:
     """The item's canonical series at (rows, cols, depth), written on first request."""
-    existing = item.renditions.filter(rows=rows, cols=cols, depth=depth).first()
+    existing = find_rendition(item, rows, cols, depth)
     if existing:
         return existing
     codes = canonical.render(storage.load_master(item.master_file), item.modality, rows, cols, depth)

@@ -15,7 +15,7 @@ from django.urls import reverse
 from readerstudy.imaging.canonical import (
     REFORMAT_PLANES, personalised_slice, reformat_slice, served_file_key, slice_filename,
 )
-from readerstudy.imaging.pool import rendition_files
+from readerstudy.imaging.pool import find_rendition, rendition_files
 from readerstudy.imaging.storage import renditions_dir
 
 from readerstudy.imaging.models import Dimensionality
@@ -56,9 +56,9 @@ def _served_codes(directory: str, depth: int) -> np.ndarray:
 
 def _rendition(assigned_case: AssignedCase):
     item = assigned_case.case.item
-    preset = assigned_case.assignment.study.config["presets"][stratum_key(item.modality, item.dimensionality)]
-    rows, cols, depth = preset
-    return item.renditions.filter(rows=rows, cols=cols, depth=depth).first(), (rows, cols, depth)
+    presets = assigned_case.assignment.study.config["presets"]
+    rows, cols, depth = presets[stratum_key(item.modality, item.dimensionality)]
+    return find_rendition(item, rows, cols, depth), (rows, cols, depth)
 
 
 def served_reformat(assigned_case: AssignedCase, plane: str, number: int) -> bytes | None:

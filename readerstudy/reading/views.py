@@ -94,7 +94,6 @@ class SessionBreakView(ReaderStudyMixin, TemplateView):
             study=assignment.study, position=position, opens_at=position.locked_until,
             opens_ms=int(position.locked_until.timestamp() * 1000),
             session=current["session"], sessions=position.config["reading"]["sessions"],
-            done_in_session=sum(r["submitted"] for r in position.rows if r["session"] == current["session"] - 1),
         )))
 
 
@@ -117,14 +116,13 @@ class CaseListView(ReaderStudyMixin, TemplateView):
             sessions=position.config["reading"]["sessions"] > 1)))
 
 
-class StudyDoneView(LoginRequiredMixin, TemplateView):
+class StudyDoneView(ReaderStudyMixin, TemplateView):
     """The end page, only once every case is answered (before that, back to where the reader stopped)."""
 
     template_name = "reading/done.html"
 
     def get(self, request, *args, **kwargs):
-        assignment = get_object_or_404(Assignment, study__slug=self.kwargs["slug"], reader=request.user,
-                                       study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
+        assignment = self.get_assignment()
         position = reader_position(assignment)
         if not position.finished:
             return redirect("read-study", slug=assignment.study.slug)
@@ -164,34 +162,36 @@ class CaseStateView(JsonCaseMixin, View):
         return no_store(JsonResponse(case_payload(case, position)))
 
 
-class SliceView(ReaderCaseMixin, View):
-    """One canonical DICOM slice with this reader's own UIDs. No file name, date or ETag source."""
+class ServedFileView(ReaderCaseMixin, View):
+    """A served DICOM file of a case the reader may open now, with their own UIDs; no name, date or ETag."""
 
-    def get(self, request, token, number):
+    def served(self, case, **kwargs) -> bytes | None:
+        raise NotImplementedError
+
+    def get(self, request, token, **kwargs):
         case = self.get_case()
         if not openable(case)[1]:
             raise Http404("This case cannot be opened now.")
-        data = served_slice(case, number)
-        if data is None:
-            raise Http404("No such slice.")
-        response = HttpResponse(data, content_type="application/dicom")
-        response["Cache-Control"] = "private, max-age=86400"
-        return response
-
-
-class ReformatView(ReaderCaseMixin, View):
-    """A coronal or sagittal reformat of a volume case, built by the canonical writer with the reader's UIDs."""
-
-    def get(self, request, token, plane, number):
-        case = self.get_case()
-        if not openable(case)[1]:
-            raise Http404("This case cannot be opened now.")
-        data = served_reformat(case, plane, number)
+        data = self.served(case, **kwargs)
         if data is None:
             raise Http404("No such image.")
         response = HttpResponse(data, content_type="application/dicom")
         response["Cache-Control"] = "private, max-age=86400"
         return response
+
+
+class SliceView(ServedFileView):
+    """One axial slice."""
+
+    def served(self, case, number):
+        return served_slice(case, number)
+
+
+class ReformatView(ServedFileView):
+    """A coronal or sagittal reformat of a volume case (the 3-view layout), by the canonical writer."""
+
+    def served(self, case, plane, number):
+        return served_reformat(case, plane, number)
 
 
 class AnswerView(JsonCaseMixin, View):

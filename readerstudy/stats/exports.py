@@ -48,6 +48,7 @@ def answer_csv_rows(study):
     texts = _option_texts(config)
     yield ANSWER_COLUMNS
     for r in answer_rows(study):
+        extra = r["answers"] or {}  # marks ("where does it look synthetic") and the comment, when asked
         yield [
             study.slug, r["reader"], r["years_experience"] if r["years_experience"] is not None else "",
             "" if r["is_trainee"] is None else int(r["is_trainee"]), r["case_id"], r["role"], r["repeat_of"] or "",
@@ -60,9 +61,7 @@ def answer_csv_rows(study):
             fakeness_score(r["label"], r["confidence"]) if r["label"] else "",
             r["duration_ms"], len(r["slices_visited"] or []), r["window_changes"],
             _iso(r["started_at"]), _iso(r["submitted_at"]), r["revision"],
-            # Where the reader marked the case as looking synthetic: JSON points/boxes in image fractions.
-            json.dumps((r["answers"] or {}).get("marks", [])) if (r["answers"] or {}).get("marks") else "",
-            (r["answers"] or {}).get("comment", ""),
+            json.dumps(extra["marks"]) if extra.get("marks") else "", extra.get("comment", ""),
         ]
 
 

@@ -7,22 +7,25 @@ import io
 
 import numpy as np
 import pydicom
+from django.db.models import Q
 from matplotlib.figure import Figure
 from scipy import ndimage
 
-from readerstudy.imaging.pool import rendition_files
+from readerstudy.imaging.pool import find_rendition, rendition_files
 from readerstudy.reading.models import Read
 from readerstudy.studies.config import stratum_key, validate_config
 
 HEAT_SIGMA = 0.04  # of the image side
 
 
-def case_marks(study) -> dict:
+def case_marks(study, case=None) -> dict:
     """{study case id: {"marks": [...], "comments": [...]}} over every reader's submitted answer
-    (a repeat counts for its original)."""
+    (a repeat counts for its original); with `case`, that case only."""
     out = {}
-    reads = (Read.objects.filter(assigned_case__assignment__study=study, submitted_at__isnull=False)
-             .exclude(answers={}).values_list("assigned_case__case_id", "assigned_case__case__repeat_of_id", "answers"))
+    reads = Read.objects.filter(assigned_case__assignment__study=study, submitted_at__isnull=False).exclude(answers={})
+    if case is not None:
+        reads = reads.filter(Q(assigned_case__case=case) | Q(assigned_case__case__repeat_of=case))
+    reads = reads.values_list("assigned_case__case_id", "assigned_case__case__repeat_of_id", "answers")
     for case_id, repeat_of, answers in reads:
         entry = out.setdefault(repeat_of or case_id, {"marks": [], "comments": []})
         entry["marks"] += (answers or {}).get("marks", [])
@@ -33,14 +36,14 @@ def case_marks(study) -> dict:
 
 def heatmap_png(study, case) -> bytes:
     """The served slice with the most marks, under a smoothed density of all readers' marks."""
-    marks = case_marks(study).get(case.pk, {}).get("marks", [])
+    marks = case_marks(study, case).get(case.pk, {}).get("marks", [])
     item = case.item
     rows, cols, depth = validate_config(study.config)["presets"][stratum_key(item.modality, item.dimensionality)]
     counts = {}
     for m in marks:
         counts[m["slice"]] = counts.get(m["slice"], 0) + 1
     shown = max(counts, key=counts.get) if counts else (depth + 1) // 2
-    rendition = item.renditions.get(rows=rows, cols=cols, depth=depth)
+    rendition = find_rendition(item, rows, cols, depth)
     image = pydicom.dcmread(rendition_files(rendition)[min(shown, depth) - 1]).pixel_array.astype(float)
     lo, hi = np.percentile(image, (1, 99))
     density = np.zeros((rows, cols))

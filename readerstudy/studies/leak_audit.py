@@ -30,7 +30,7 @@ from readerstudy.imaging.canonical import (
     REFORMAT_PLANES, personalised_slice, reformat_slice, served_file_key, upsampling,
 )
 from readerstudy.imaging.models import Origin
-from readerstudy.imaging.pool import rendition_files
+from readerstudy.imaging.pool import find_rendition, rendition_files
 
 from . import pixel_audit
 from .config import stratum_key, validate_config
@@ -72,22 +72,21 @@ def _describe(values: set) -> str:
     return text + (f" (+{len(values) - 3} more)" if len(values) > 3 else "")
 
 
-def _audited_cases(study: Study):
-    return list(study.cases.select_related("item").exclude(role=StudyCase.Role.REPEAT).order_by("pk"))
-
-
-def _rendition(item, preset):
-    return preset and item.renditions.filter(rows=preset[0], cols=preset[1], depth=preset[2]).first()
-
-
-def audit_fingerprint(study: Study) -> str:
-    """A hash of what the audit reads: cases, presets, and every served file's size and modification time."""
+def _audit_targets(study: Study) -> list:
+    """(case, preset, rendition or None) for every case readers are served (repeats are the same files)."""
     presets = study.config.get("presets", {})
-    h = hashlib.sha256(repr(sorted(presets.items())).encode())
-    for case in _audited_cases(study):
-        item = case.item
-        rendition = _rendition(item, presets.get(stratum_key(item.modality, item.dimensionality)))
-        h.update(f"{case.pk}:{item.pk}:{case.role}:{rendition.directory if rendition else '-'}".encode())
+    targets = []
+    for case in study.cases.select_related("item").exclude(role=StudyCase.Role.REPEAT).order_by("pk"):
+        preset = presets.get(stratum_key(case.item.modality, case.item.dimensionality))
+        targets.append((case, preset, find_rendition(case.item, *preset) if preset else None))
+    return targets
+
+
+def audit_fingerprint(study: Study, targets: list | None = None) -> str:
+    """A hash of what the audit reads: cases, presets, and every served file's size and modification time."""
+    h = hashlib.sha256(repr(sorted(study.config.get("presets", {}).items())).encode())
+    for case, _, rendition in _audit_targets(study) if targets is None else targets:
+        h.update(f"{case.pk}:{case.item_id}:{case.role}:{rendition.directory if rendition else '-'}".encode())
         for path in rendition_files(rendition) if rendition else []:
             stat = path.stat() if path.exists() else None
             h.update((f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "missing").encode())
@@ -113,7 +112,6 @@ def run_leak_audit(study: Study, save: bool = True, progress=None) -> dict:
     """Audit every served file (see the module docstring); returns {"ok", "problems", "warnings", "strata",
     "pixels", "files", "fingerprint", "at"}."""
     progress = progress or NullProgress()
-    presets = study.config.get("presets", {})
     problems, warnings = [], []
     # stratum -> origin -> property -> set of values
     seen = defaultdict(lambda: defaultdict(lambda: defaultdict(set)))
@@ -121,17 +119,15 @@ def run_leak_audit(study: Study, save: bool = True, progress=None) -> dict:
     served = defaultdict(list)  # stratum -> [pixel_audit.Case]
     files = 0
     key = served_file_key(AUDIT_TOKEN)
-    cases = _audited_cases(study)
-    fingerprint = audit_fingerprint(study)
-    if not cases:
+    targets = _audit_targets(study)
+    fingerprint = audit_fingerprint(study, targets)
+    if not targets:
         problems.append("the study has no cases yet")
-    progress.start(len(cases) + 1)
-    for case in cases:
+    progress.start(len(targets) + 1)
+    for case, preset, rendition in targets:
         progress.check_cancelled()
         item = case.item
         stratum = stratum_key(item.modality, item.dimensionality)
-        preset = presets.get(stratum)
-        rendition = _rendition(item, preset)
         if not rendition:
             problems.append(f"{stratum}: a case has no rendition at the study's matrix yet (prepare the study again)")
             continue
@@ -177,7 +173,7 @@ def run_leak_audit(study: Study, save: bool = True, progress=None) -> dict:
             "file_sizes": sorted(real["file size"] | synthetic["file size"]),
             "matrix": sorted(real["matrix"] | synthetic["matrix"]),
         }
-    problems += _independence_problems(study, cases)
+    problems += _independence_problems(study, [case for case, _, _ in targets])
     pixels = {}
     everything = [c for group in served.values() for c in group]
     exact, near = pixel_audit.duplicates(everything)

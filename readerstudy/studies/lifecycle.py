@@ -103,6 +103,17 @@ def prepare_study(study: Study, progress=None) -> dict:
     }
 
 
+def _queue_study_job(study: Study, kind: str, title: str, task, event: str, user=None):
+    """A job row for work on `study`, queued once the row is committed, and its audit-log event."""
+    from readerstudy.jobs.models import Job
+
+    job = Job.objects.create(kind=kind, title=title, params={"study_id": study.pk, "study_slug": study.slug},
+                             created_by=user)
+    transaction.on_commit(lambda: task.enqueue(job.pk))
+    record(event, user, study, study.slug, job=job.pk)
+    return job
+
+
 def create_prepare_job(study: Study, user=None):
     """Queue `prepare_study` as a background job; returns the Job."""
     from readerstudy.jobs.models import Job
@@ -111,12 +122,8 @@ def create_prepare_job(study: Study, user=None):
 
     if study.status != Study.Status.DRAFT:
         raise StudyConfigError("only a draft study can be prepared")
-    job = Job.objects.create(
-        kind=Job.Kind.PREPARE_STUDY, title=f"Prepare {study.name}", params={"study_id": study.pk, "study_slug": study.slug}, created_by=user
-    )
-    transaction.on_commit(lambda: prepare_study_task.enqueue(job.pk))
-    record("study.prepare", user, study, study.slug, job=job.pk)
-    return job
+    return _queue_study_job(study, Job.Kind.PREPARE_STUDY, f"Prepare {study.name}", prepare_study_task,
+                            "study.prepare", user)
 
 
 def create_audit_job(study: Study, user=None):
@@ -127,13 +134,8 @@ def create_audit_job(study: Study, user=None):
 
     if not study.cases.exists():
         raise StudyConfigError("prepare the study first: it has no cases")
-    job = Job.objects.create(
-        kind=Job.Kind.AUDIT_STUDY, title=f"Leak audit of {study.name}",
-        params={"study_id": study.pk, "study_slug": study.slug}, created_by=user,
-    )
-    transaction.on_commit(lambda: audit_study_task.enqueue(job.pk))
-    record("study.audit", user, study, study.slug, job=job.pk)
-    return job
+    return _queue_study_job(study, Job.Kind.AUDIT_STUDY, f"Leak audit of {study.name}", audit_study_task,
+                            "study.audit", user)
 
 
 def open_study(study: Study, actor=None) -> dict:
