@@ -25,15 +25,20 @@
   cornerstoneTools.external.Hammer = Hammer;
   cornerstoneTools.init({ showSVGCursors: false });
   cornerstone.enable(element);
-  cornerstoneTools.addTool(cornerstoneTools.WwwcTool);
-  cornerstoneTools.addTool(cornerstoneTools.PanTool);
-  // Dragging up zooms in, as on most PACS workstations.
-  cornerstoneTools.addTool(cornerstoneTools.ZoomTool, { configuration: { invert: true } });
+  // Left drag: window/level; middle: pan; right: zoom (dragging up zooms in, as on most PACS workstations).
+  // The reformat views of the 3-view layout get the same tools (addTools).
+  var MOUSE_TOOLS = [
+    { name: "Wwwc", tool: cornerstoneTools.WwwcTool, mode: { mouseButtonMask: 1, isTouchActive: true } },
+    { name: "Pan", tool: cornerstoneTools.PanTool, mode: { mouseButtonMask: 4 } },
+    { name: "Zoom", tool: cornerstoneTools.ZoomTool, props: { configuration: { invert: true } },
+      mode: { mouseButtonMask: 2 } }
+  ];
+  MOUSE_TOOLS.forEach(function (t) {
+    cornerstoneTools.addTool(t.tool, t.props);
+    cornerstoneTools.setToolActive(t.name, t.mode);
+  });
   cornerstoneTools.addTool(cornerstoneTools.ZoomTouchPinchTool);
   cornerstoneTools.addTool(cornerstoneTools.PanMultiTouchTool);
-  cornerstoneTools.setToolActive("Wwwc", { mouseButtonMask: 1, isTouchActive: true });
-  cornerstoneTools.setToolActive("Pan", { mouseButtonMask: 4 });
-  cornerstoneTools.setToolActive("Zoom", { mouseButtonMask: 2 });
   cornerstoneTools.setToolActive("ZoomTouchPinch", {});
   cornerstoneTools.setToolActive("PanMultiTouch", {});
   element.addEventListener("contextmenu", function (e) { e.preventDefault(); });
@@ -194,12 +199,9 @@
   var threeViews = false;
 
   function addTools(el) {
-    [["Wwwc", cornerstoneTools.WwwcTool, { mouseButtonMask: 1 }], ["Pan", cornerstoneTools.PanTool, { mouseButtonMask: 4 }],
-     ["Zoom", cornerstoneTools.ZoomTool, { mouseButtonMask: 2 }]].forEach(function (t) {
-      if (!cornerstoneTools.getToolForElement(el, t[0])) {
-        cornerstoneTools.addToolForElement(el, t[1], t[0] === "Zoom" ? { configuration: { invert: true } } : {});
-      }
-      cornerstoneTools.setToolActiveForElement(el, t[0], t[2]);
+    MOUSE_TOOLS.forEach(function (t) {
+      if (!cornerstoneTools.getToolForElement(el, t.name)) cornerstoneTools.addToolForElement(el, t.tool, t.props);
+      cornerstoneTools.setToolActiveForElement(el, t.name, t.mode);
     });
     el.addEventListener("contextmenu", function (e) { e.preventDefault(); });
   }
