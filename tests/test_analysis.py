@@ -220,3 +220,21 @@ def test_charts_do_not_use_the_pyplot_state_machine():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(Path(__file__).resolve().parent.parent))
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_chart_text_keeps_its_contrast_on_every_cell_colour():
+    """Counts on the confusion chart are black on light cells and white on dark ones (>= 4.5:1, WCAG AA)."""
+    from matplotlib import colormaps
+
+    from readerstudy.stats.charts import text_colour
+
+    def luminance(rgb):
+        f = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3]]
+        return 0.2126 * f[0] + 0.7152 * f[1] + 0.0722 * f[2]
+
+    blues = colormaps["Blues"]
+    for level in np.linspace(0, 1, 21):
+        cell = blues(level)
+        fg = (0, 0, 0) if text_colour(cell) == "black" else (1, 1, 1)
+        lighter, darker = sorted((luminance(cell), luminance(fg)), reverse=True)
+        assert (lighter + 0.05) / (darker + 0.05) >= 4.5, (level, text_colour(cell))

@@ -81,6 +81,14 @@ def log_in(page, live_server, username="reader1"):
     page.click("main button[type=submit]")
 
 
+def screenshot(page, name: str) -> None:
+    """Keep a screenshot for checking by eye when SCREENSHOT_DIR is set (not part of any assertion)."""
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        page.screenshot(path=os.path.join(folder, name + ".png"), full_page=True)
+
+
 def wait_loaded(page):
     page.wait_for_selector("#viewport[data-loaded=true]")
     expect(page.locator("#overlay-slice")).not_to_be_empty()
@@ -418,3 +426,33 @@ def test_a_reader_marks_where_a_case_looks_synthetic(live_server, page):
     assert read.label == "fake"
     mark = read.answers["marks"][0]
     assert abs(mark["x"] - 0.5) < 0.05 and abs(mark["y"] - 0.5) < 0.05 and mark["slice"] == 1
+
+
+def test_dashboard_charts_are_shown_at_their_own_size(live_server, browser):
+    """Charts are legible: at 1280x720 none is shrunk below 90 % of its 2x-drawn size (11 pt text)."""
+    from readerstudy.reading.answers import save_answer
+    from readerstudy.studies.models import AssignedCase
+
+    from .studies import make_user
+
+    make_pool(real={("CT", "2d"): 4}, synthetic={("CT", "2d"): 4})
+    team = readers(2)
+    open_study_for(team, {("CT", "2d"): 8})
+    for k, case in enumerate(AssignedCase.objects.select_related("assignment", "case__item").order_by("pk")):
+        label = "fake" if (case.case.item.origin == "synthetic") == bool(k % 3) else "real"
+        save_answer(case, {"label": label, "confidence": 1 + k % 5, "realism": 1 + k % 4, "anatomy": 1 + k % 4,
+                           "submit": True, "idempotency_key": f"chart-{k:04d}"})
+    make_user("ana", "analyst")
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    log_in(page, live_server, "ana")
+    page.goto(live_server.url + "/studies/test-study/analysis/")
+    page.wait_for_function("() => [...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth)")
+    # Under srcset "2x", naturalWidth is the drawn width in CSS pixels (half the PNG's pixels).
+    sizes = page.evaluate("""() => [...document.querySelectorAll('img.chart')].map(i => ({
+        alt: i.alt, shown: i.getBoundingClientRect().width, drawn: i.naturalWidth}))""")
+    assert len(sizes) == 4
+    for s in sizes:
+        assert s["shown"] >= 0.9 * s["drawn"] and s["shown"] >= 380, s
+    screenshot(page, "dashboard-1280")
+    context.close()

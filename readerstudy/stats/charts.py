@@ -10,24 +10,49 @@ from matplotlib.figure import Figure
 
 CHARTS = ("confusion", "ratings", "reader-accuracy", "roc")
 
+# Legibility: drawn at twice the page's pixel density (the dashboard shows them with
+# srcset="... 2x", so text is 11 pt at 96 CSS dpi and sharp on high-density screens), in
+# Okabe-Ito colours (distinct with colour-blindness; >= 3:1 against white, as WCAG asks of
+# graphics), text in 11 pt and never smaller than 9 pt.
+DPI = 192
+FONT = 11
+SMALL = 9
+REAL_COLOUR = "#0072B2"       # Okabe-Ito blue
+SYNTHETIC_COLOUR = "#D55E00"  # Okabe-Ito vermillion
+CHANCE_COLOUR = "#555555"
+
 
 def _figure(width: float, height: float, ncols: int = 1):
     fig = Figure(figsize=(width, height))
     axes = fig.subplots(1, ncols, squeeze=False)
+    for ax in axes[0]:
+        ax.tick_params(labelsize=FONT)
     return fig, axes
 
 
 def _png(fig) -> bytes:
+    for ax in fig.axes:
+        ax.title.set_fontsize(FONT + 1)
+        ax.xaxis.label.set_fontsize(FONT)
+        ax.yaxis.label.set_fontsize(FONT)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def text_colour(rgb) -> str:
+    """Black or white, whichever contrasts more with a cell of colour `rgb` (WCAG relative luminance)."""
+    def channel(c):
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    luminance = 0.2126 * channel(rgb[0]) + 0.7152 * channel(rgb[1]) + 0.0722 * channel(rgb[2])
+    return "black" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "white"
 
 
 def _message(text: str) -> bytes:
     fig, axes = _figure(5, 1.2)
     ax = axes[0][0]
     ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=FONT)
     return _png(fig)
 
 
@@ -44,10 +69,11 @@ def confusion_chart(analysis) -> bytes:
     data = [[table[r][c] for c in cols] for r in rows]
     fig, axes = _figure(4.2, 3)
     ax = axes[0][0]
-    ax.imshow(data, cmap="Blues")
+    image = ax.imshow(data, cmap="Blues")
     for i, row in enumerate(data):
         for j, value in enumerate(row):
-            ax.text(j, i, str(value), ha="center", va="center", color="black")
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=FONT + 2,
+                    color=text_colour(image.cmap(image.norm(value))))
     ax.set_xticks(range(3), ["said synthetic", "unsure", "said real"])
     ax.set_yticks(range(2), ["synthetic", "real"])
     ax.set_title("All readers (regular cases)")
@@ -61,14 +87,14 @@ def ratings_chart(analysis) -> bytes:
     fig, axes = _figure(4 * len(criteria), 3, len(criteria))
     for ax, (name, data) in zip(axes[0], criteria.items()):
         codes = [o["code"] for o in data["scale"]]
-        for offset, truth, colour in ((-0.2, "real", "#4c9f70"), (0.2, "synthetic", "#d1495b")):
+        for offset, truth, colour in ((-0.2, "real", REAL_COLOUR), (0.2, "synthetic", SYNTHETIC_COLOUR)):
             props = [(_number(data[truth]["proportions"][str(o["value"])]) or 0) for o in data["scale"]]
             ax.bar([i + offset for i in range(len(codes))], props, width=0.4, label=truth, color=colour)
         ax.set_xticks(range(len(codes)), codes)
         ax.set_title(data["title"])
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("share of ratings")
-    axes[0][0].legend()
+    axes[0][0].legend(fontsize=FONT)
     return _png(fig)
 
 
@@ -87,13 +113,13 @@ def reader_accuracy_chart(analysis) -> bytes:
         highs.append(acc["ci95"][1] - acc["estimate"])
     fig, axes = _figure(5, 0.35 * len(names) + 1.2)
     ax = axes[0][0]
-    ax.errorbar(estimates, range(len(names)), xerr=[lows, highs], fmt="o", capsize=3)
-    ax.axvline(0.5, color="grey", linestyle="--", label="chance")
+    ax.errorbar(estimates, range(len(names)), xerr=[lows, highs], fmt="o", capsize=3, color=REAL_COLOUR)
+    ax.axvline(0.5, color=CHANCE_COLOUR, linestyle="--", label="chance")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"accuracy ({analysis['settings']['ci_method']} 95% CI; unsure: "
                   f"{analysis['settings']['unsure_policy']})")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=FONT)
     return _png(fig)
 
 
@@ -107,10 +133,10 @@ def roc_chart(analysis) -> bytes:
     for reader, data in curves.items():
         xs, ys = zip(*data["roc_points"])
         ax.plot(xs, ys, marker=".", label=f"{reader} (AUC {data['auc']:.2f})")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
+    ax.plot([0, 1], [0, 1], color=CHANCE_COLOUR, linestyle="--")
     ax.set_xlabel("1 - specificity (real called synthetic)")
     ax.set_ylabel("sensitivity (synthetic called synthetic)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=SMALL, loc="lower right")
     return _png(fig)
 
 

@@ -15,6 +15,8 @@ from readerstudy.imaging.pool import find_rendition, rendition_files
 from readerstudy.reading.models import Read
 from readerstudy.studies.config import stratum_key, validate_config
 
+from .charts import DPI, FONT
+
 HEAT_SIGMA = 0.04  # of the image side
 
 
@@ -57,8 +59,8 @@ def heatmap_png(study, case) -> bytes:
     ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
     if density.max() > 0:
         ax.imshow(np.ma.masked_less(density / density.max(), 0.05), cmap="inferno", alpha=0.55, vmin=0, vmax=1)
-    ax.set_title(f"Case {case.pk}: {len(marks)} mark(s), slice {shown} of {depth}", fontsize=10)
+    ax.set_title(f"Case {case.pk}: {len(marks)} mark(s), slice {shown} of {depth}", fontsize=FONT)
     ax.axis("off")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     return buffer.getvalue()
