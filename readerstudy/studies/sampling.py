@@ -33,6 +33,7 @@ from django.db import transaction
 from readerstudy.audit.log import record
 from readerstudy.imaging.canonical import upsampling
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
+from readerstudy.imaging.orientation import common_orientation
 
 from .config import StudyConfigError, stratum_key, validate_config
 from .models import AssignedCase, Assignment, Study, StudyCase
@@ -300,6 +301,9 @@ def write_cases(study: Study, draw: Draw) -> None:
         "excluded": draw.excluded,
         "training_items_used": draw.training_used,
         "regular": {key: {o: realised[(key, o)] for o in (Origin.REAL, Origin.SYNTHETIC)} for key in draw.presets},
+        # Per stratum, never per case: markers only where every case has the same known orientation.
+        "orientation": {key: common_orientation([i for i, k in draw.regular + draw.calibration if k == key])
+                        for key in draw.presets},
     }}
     study.save(update_fields=["config"])
     _write_orders(study, list(study.assignments.all()))

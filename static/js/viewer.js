@@ -43,6 +43,20 @@
   cornerstoneTools.setToolActive("PanMultiTouch", {});
   element.addEventListener("contextmenu", function (e) { e.preventDefault(); });
 
+  // A/P/L/R markers at the edges of each view, where the study knows the orientation of every case
+  // of this kind (real and synthetic alike; see imaging/orientation.py).
+  function addMarkers(el, plane) {
+    if (!c.markers || !c.markers[plane]) return;
+    ["top", "bottom", "left", "right"].forEach(function (side) {
+      var span = document.createElement("span");
+      span.className = "orientation " + side;
+      span.setAttribute("aria-hidden", "true");
+      span.textContent = c.markers[plane][side];
+      el.appendChild(span);
+    });
+  }
+  addMarkers(element, "axial");
+
   // ---- Telemetry ------------------------------------------------------------------
   var answer = data.answer;
   var visited = {};
@@ -322,6 +336,7 @@
                    index: Math.floor((c.reformats[plane].length - 1) / 2), shown: false,
                    label: el.querySelector(".view-label") };
       reformats[plane] = view;
+      addMarkers(el, plane);
       el.addEventListener("wheel", function (e) {
         e.preventDefault();
         showReformat(view, view.index + (e.deltaY > 0 ? 1 : -1));

@@ -193,6 +193,30 @@ def _slice_position(ds: pydicom.Dataset) -> float | None:
     return float(position @ normal)
 
 
+AXIAL_COSINE = 0.9
+
+
+def _standard_axial(ordered, positions) -> bool:
+    """True when every slice is (near-)axial in the standard orientation and the stack is ordered by position.
+
+    Then slices run inferior -> superior, rows anterior -> posterior and columns from
+    the patient's right to left (see imaging/orientation.py); other orientations are
+    not reoriented yet and stay unknown.
+    """
+    if len(ordered) < 2 or any(p is None for p in positions) or positions != sorted(positions):
+        return False
+    for _, ds in ordered:
+        try:
+            iop = [float(v) for v in ds.ImageOrientationPatient]
+        except (AttributeError, TypeError, ValueError):
+            return False
+        # Rows run mainly to the patient's left and columns mainly to posterior (within ~25 degrees,
+        # as PACS label oblique views by their dominant direction).
+        if len(iop) != 6 or iop[0] < AXIAL_COSINE or iop[4] < AXIAL_COSINE:
+            return False
+    return True
+
+
 def sort_series(headers: list[tuple[Path, pydicom.Dataset]]) -> list[tuple[Path, pydicom.Dataset]]:
     """Order a series' slices by position along the slice normal, else by InstanceNumber."""
     positions = [_slice_position(ds) for _, ds in headers]
@@ -235,6 +259,7 @@ def decode_series(paths: list[Path]) -> DecodedImage:
             raise UnreadableImage(f"{Path(path).name}: {exc}") from None
     spacing = _spacing(first)
     positions = [_slice_position(ds) for _, ds in ordered]
+    extra = {"orientation": "radiological-axial"} if _standard_axial(ordered, positions) else {}
     if spacing and all(p is not None for p in positions) and len(positions) > 1:
         spacing[0] = float(np.median(np.diff(positions)))
     return DecodedImage(
@@ -242,7 +267,7 @@ def decode_series(paths: list[Path]) -> DecodedImage:
         calibrated=_is_calibrated(first),
         inverted=str(first.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
         spacing_mm=spacing,
-        info=_info(first, frames=len(planes), series_files=len(planes)),
+        info=_info(first, frames=len(planes), series_files=len(planes), **extra),
         source_group=_patient_group(first),
         quantisation_step=_quantisation_step(first),
     )
