@@ -463,3 +463,86 @@ def test_dashboard_charts_are_shown_at_their_own_size(live_server, browser):
         assert s["shown"] >= 0.9 * s["drawn"] and s["shown"] >= 380, s
     screenshot(page, "dashboard-1280")
     context.close()
+
+
+PANEL_STATS = """() => [...document.querySelectorAll('.viewport.panel canvas')].map(canvas => {
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const levels = new Set(); let sum = 0;
+    for (let i = 0; i < data.length; i += 4) { levels.add(data[i]); sum = (sum * 31 + data[i]) % 1000000007; }
+    return [levels.size, sum]; })"""
+
+
+def panel_levels(page) -> list[int]:
+    """Distinct grey levels drawn in each panel of a forced-choice trial."""
+    return [levels for levels, _ in page.evaluate(PANEL_STATS)]
+
+
+def test_two_alternative_forced_choice_read_from_the_keyboard(live_server, page):
+    from readerstudy.studies.models import AssignedCase
+
+    make_pool(real={("XR", "2d"): 3}, synthetic={("XR", "2d"): 3}, size=64)
+    (reader,) = readers(1)
+    open_study_for([reader], {("XR", "2d"): 2}, questions={"confidence": True, "template": "none"},
+                   design={"kind": "forced_choice", "alternatives": 2}, reading={"calibration_cases": 1})
+    real_panel = {a.position: a.panel for a in AssignedCase.objects.filter(case__item__origin="real")}
+    log_in(page, live_server)
+    page.goto(live_server.url + "/read/test-study/")
+    for position in (1, 2, 3):
+        wait_loaded(page)
+        page.wait_for_selector("#viewport-panel-1[data-loaded=true]")
+        expect(page.locator(".case-count")).to_contain_text(f"Trial {position} of 3")
+        assert all(levels > 8 for levels in panel_levels(page)), f"trial {position}: a panel is blank"
+        assert page.locator(".panel-label").all_inner_texts() == ["A", "B"]
+        assert "which image is real" in page.inner_text("#missing")
+        page.keyboard.press("i")  # invert reaches both panels
+        assert page.evaluate("() => [...document.querySelectorAll('.viewport.panel')].every("
+                             "el => cornerstone.getViewport(el).invert)")
+        page.keyboard.press("i")
+        choice = "ab"[real_panel[position]] if position != 3 else "ab"[1 - real_panel[position]]
+        page.keyboard.press(choice)
+        assert page.is_checked(f"input[name=choice][value='{'ab'.index(choice)}']")
+        page.keyboard.press("4")
+        wait_saved(page)
+        if position == 1:
+            screenshot(page, "forced-choice-2afc")
+        before = page.url
+        page.keyboard.press("Enter")
+        if position == 1:  # the calibration trial tells the truth in the panel letters
+            expect(page.locator("#feedback-text")).to_have_text(
+                f"In this calibration trial the real image is {'AB'[real_panel[1]]}. You chose {'AB'[real_panel[1]]}.")
+            page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: url != before)
+    page.wait_for_selector("text=Thank you")
+    reads = {r.assigned_case.position: r for r in Read.objects.select_related("assigned_case")}
+    assert {p: r.answers["choice"] for p, r in reads.items()} == {
+        1: real_panel[1], 2: real_panel[2], 3: 1 - real_panel[3]}
+    assert all(r.confidence == 4 and r.assigned_case.panel == 0 for r in reads.values())
+
+
+def test_four_alternative_forced_choice_of_volumes_scrolls_together(live_server, page):
+    make_pool(real={("MR", "3d"): 1}, synthetic={("MR", "3d"): 3}, size=48, depth=10)
+    (reader,) = readers(1)
+    open_study_for([reader], {("MR", "3d"): 1}, questions={"confidence": False, "template": "none"},
+                   design={"kind": "forced_choice", "alternatives": 4})
+    page.set_viewport_size({"width": 1280, "height": 720})
+    log_in(page, live_server)
+    page.goto(live_server.url + "/read/test-study/")
+    wait_loaded(page)
+    for k in (1, 2, 3):
+        page.wait_for_selector(f"#viewport-panel-{k}[data-loaded=true]")
+    assert page.locator(".panel-label").all_inner_texts() == ["A", "B", "C", "D"]
+    assert all(levels > 8 for levels in panel_levels(page))
+    expect(page.locator("#overlay-slice")).to_have_text("Slice 5/10")
+    before = [total for _, total in page.evaluate(PANEL_STATS)]
+    page.hover("#viewport-panel-3")
+    page.mouse.wheel(0, 120)
+    expect(page.locator("#overlay-slice")).to_have_text("Slice 6/10")
+    # Every panel moved to slice 6, not only the one under the mouse.
+    page.wait_for_function(f"() => ({PANEL_STATS})().every(([_, total], k) => total !== {before}[k])")
+    assert_finish_visible(page)
+    screenshot(page, "forced-choice-4afc-1280x720")
+    page.keyboard.press("c")
+    wait_saved(page)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Thank you")
+    assert Read.objects.get().answers == {"choice": 2}

@@ -107,3 +107,8 @@ class AnswerSerializer(serializers.Serializer):
     duration_ms = serializers.IntegerField(required=False, min_value=0)
     window_changes = serializers.IntegerField(required=False, min_value=0)
     slices_visited = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    choice = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=3,
+                                      help_text="Forced-choice trials: the panel (0 = A, the leftmost) taken for real.")
+    marks = serializers.ListField(child=serializers.DictField(), required=False,
+                                  help_text="Where the case looks synthetic: {x, y, slice} (boxes add w, h).")
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)

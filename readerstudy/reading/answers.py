@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from readerstudy.audit.log import record
 from readerstudy.studies import scales
-from readerstudy.studies.config import criteria_for
+from readerstudy.imaging.models import Origin
+from readerstudy.studies.config import criteria_for, is_forced_choice
 from readerstudy.studies.models import AssignedCase, Study, StudyCase
 
 from .models import Label, Read, ReadRevision
@@ -19,7 +20,9 @@ from .worklist import reader_position
 ANSWER_FIELDS = ("label", "confidence", "realism", "anatomy", "slice_consistency")
 TELEMETRY_FIELDS = ("duration_ms", "slices_visited", "window_changes")
 MARK_FIELDS = ("marks", "comment")  # optional: where a case looks synthetic (kept in Read.answers)
-ALLOWED_KEYS = {*ANSWER_FIELDS, *TELEMETRY_FIELDS, *MARK_FIELDS, "submit", "idempotency_key"}
+CHOICE = "choice"  # forced choice: the panel (0 = left) the reader takes for the real image (in Read.answers)
+ALLOWED_KEYS = {*ANSWER_FIELDS, *TELEMETRY_FIELDS, *MARK_FIELDS, CHOICE, "submit", "idempotency_key"}
+PANEL_KEYS = "abcd"
 MAX_MARKS = 20
 MAX_COMMENT = 2000
 CONFIDENCE_LEVELS = range(1, 6)
@@ -37,8 +40,12 @@ class AnswerError(Exception):
 def questions_for(config: dict, dimensionality: str) -> dict:
     """What is asked for a case of this dimensionality (identical for real and synthetic cases)."""
     q = config["questions"]
+    forced = is_forced_choice(config)
     return {
-        "label": scales.LABEL_OPTIONS,
+        "label": None if forced else scales.LABEL_OPTIONS,
+        # Forced choice: which panel is the real image (keys a-d, panels A-D from the left).
+        "choice": [{"value": p, "key": PANEL_KEYS[p], "text": PANEL_KEYS[p].upper()}
+                   for p in range(config["design"]["alternatives"])] if forced else None,
         "confidence": (
             [{"value": v, "text": t} for v, t in zip(CONFIDENCE_LEVELS, scales.CONFIDENCE_ANCHORS)]
             if q["confidence"] else None
@@ -67,9 +74,16 @@ def _clean(payload: dict, config: dict, dimensionality: str) -> tuple[dict, dict
     questions = questions_for(config, dimensionality)
     answers = {}
     label = payload.get("label") or ""
+    if label and questions["label"] is None:
+        raise AnswerError("a forced-choice trial asks which image is real: send choice, not label", field="label")
     if label not in ("", *Label.values):
         raise AnswerError(f"label must be one of {', '.join(Label.values)}", field="label")
     answers["label"] = label
+    choice = payload.get(CHOICE)
+    panels = [o["value"] for o in questions["choice"] or []]
+    if choice is not None and (not panels or isinstance(choice, bool) or choice not in panels):
+        raise AnswerError(f"choice must be one of the panels {panels}" if panels else
+                          "choice is asked only in forced-choice studies", field=CHOICE)
     allowed = {"confidence": [o["value"] for o in questions["confidence"] or []]}
     allowed.update({s["name"]: [o["value"] for o in s["options"]] for s in questions["scales"]})
     for name in ANSWER_FIELDS[1:]:
@@ -81,11 +95,16 @@ def _clean(payload: dict, config: dict, dimensionality: str) -> tuple[dict, dict
                 raise AnswerError(f"{name} must be one of {allowed[name]}", field=name)
         answers[name] = value
     if submit:
-        missing = [n for n in ("label", *(n for n in allowed if allowed[n])) if answers.get(n) in (None, "")]
+        asked = ("label",) if questions["label"] else ()
+        missing = [n for n in (*asked, *(n for n in allowed if allowed[n])) if answers.get(n) in (None, "")]
+        if panels and choice is None:
+            missing.insert(0, CHOICE)
         if missing:
             raise AnswerError("answer every question before finishing the case: missing " + ", ".join(missing))
 
     answers["extra"] = _clean_marks(payload, questions["marks"])
+    if choice is not None:
+        answers["extra"][CHOICE] = choice
 
     telemetry = {}
     duration = payload.get("duration_ms", 0)
@@ -143,6 +162,7 @@ def answer_state(read: Read | None) -> dict:
         duration_ms=read.duration_ms if read else 0, window_changes=read.window_changes if read else 0,
         slices_visited=read.slices_visited if read else [],
         marks=(read.answers or {}).get("marks", []) if read else [],
+        choice=(read.answers or {}).get(CHOICE) if read else None,
         comment=(read.answers or {}).get("comment", "") if read else "",
     )
     return state
@@ -185,7 +205,12 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
                 raise
     feedback = None
     if read.submitted_at and assigned_case.case.role == StudyCase.Role.CALIBRATION:
-        feedback = {"truth": item.origin, "your_label": read.label}
+        if is_forced_choice(config):
+            real = AssignedCase.objects.get(assignment=assignment, position=assigned_case.position,
+                                            case__item__origin=Origin.REAL)
+            feedback = {"real_panel": real.panel, "your_choice": read.answers.get(CHOICE)}
+        else:
+            feedback = {"truth": item.origin, "your_label": read.label}
     row.update(submitted=read.submitted_at is not None, submitted_at=read.submitted_at)
     if position.finished and assignment.completed_at is None:
         type(assignment).objects.filter(pk=assignment.pk, completed_at__isnull=True).update(
@@ -206,6 +231,8 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
             raise AnswerError("answers to finished cases cannot be changed in this study", status=409)
         if not submit:
             missing = [n for n in ANSWER_FIELDS if getattr(read, n) not in (None, "") and answers[n] in (None, "")]
+            if CHOICE in (read.answers or {}) and CHOICE not in extra:
+                missing.append(CHOICE)
             if missing:
                 raise AnswerError("a finished case keeps a complete answer: cannot clear " + ", ".join(missing))
         record("answer.changed", read.assigned_case.assignment.reader, read.assigned_case.assignment.study,

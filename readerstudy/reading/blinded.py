@@ -20,10 +20,10 @@ from readerstudy.imaging.storage import renditions_dir
 
 from readerstudy.imaging.models import Dimensionality
 from readerstudy.imaging.orientation import markers_for
-from readerstudy.studies.config import stratum_key
+from readerstudy.studies.config import is_forced_choice, stratum_key
 from readerstudy.studies.models import AssignedCase, StudyCase
 
-from .answers import answer_state, questions_for
+from .answers import PANEL_KEYS, answer_state, questions_for
 
 # Window presets (width, centre) in the served units: HU for CT, 12-bit codes otherwise.
 CT_PRESETS = [
@@ -86,19 +86,44 @@ def slice_url(token: str, number: int) -> str:
     return reverse("read-slice", kwargs={"token": token, "number": number})
 
 
+def _images(token: str, volume: bool, rows: int, cols: int, depth: int) -> dict:
+    """The wadouri ids of one case's axial slices (and, for volumes, its coronal and sagittal reformats)."""
+    return {
+        "image_ids": ["wadouri:" + slice_url(token, n) for n in range(1, depth + 1)],
+        # Coronal and sagittal reformats of volumes, for the 3-view layout.
+        "reformats": {
+            "coronal": ["wadouri:" + reformat_url(token, "coronal", n) for n in range(1, rows + 1)],
+            "sagittal": ["wadouri:" + reformat_url(token, "sagittal", n) for n in range(1, cols + 1)],
+        } if volume else None,
+    }
+
+
+def trial_panels(assigned_case: AssignedCase) -> list[AssignedCase]:
+    """The cases of the forced-choice trial at this case's position, in panel order."""
+    return list(AssignedCase.objects.filter(assignment_id=assigned_case.assignment_id,
+                                            position=assigned_case.position)
+                .select_related("case__item").order_by("panel"))
+
+
 def case_payload(assigned_case: AssignedCase, position) -> dict:
-    """The viewer's data for one case: images, questions, the reader's own answer, navigation."""
+    """The viewer's data for one case (or forced-choice trial): images, questions, own answer, navigation."""
     study = assigned_case.assignment.study
     config = position.config
     item = assigned_case.case.item
     key = stratum_key(item.modality, item.dimensionality)
     rows, cols, depth = config["presets"][key]
+    volume = item.dimensionality == Dimensionality.VOLUME
     token = assigned_case.token
     row = position.row(token)
     previous, following = position.neighbours(row)
     read = getattr(assigned_case, "read", None)
+    forced = is_forced_choice(config)
+    images = _images(token, volume, rows, cols, depth)
+    if forced:
+        images["reformats"] = None  # trials are read side by side, axially (no 3-view layout)
     return {
         "study": {"name": study.name, "instructions": study.instructions},
+        "design": config["design"],
         "case": {
             "token": token,
             "position": assigned_case.position,
@@ -111,12 +136,10 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
             "rows": rows,
             "cols": cols,
             "slices": depth,
-            "image_ids": ["wadouri:" + slice_url(token, n) for n in range(1, depth + 1)],
-            # Coronal and sagittal reformats of volumes, for the 3-view layout.
-            "reformats": {
-                "coronal": ["wadouri:" + reformat_url(token, "coronal", n) for n in range(1, rows + 1)],
-                "sagittal": ["wadouri:" + reformat_url(token, "sagittal", n) for n in range(1, cols + 1)],
-            } if item.dimensionality == Dimensionality.VOLUME else None,
+            **images,
+            # Forced choice: every panel's images, left to right (all of one stratum, so alike in size).
+            "panels": [{"letter": PANEL_KEYS[p.panel].upper(), **_images(p.token, volume, rows, cols, depth)}
+                       for p in trial_panels(assigned_case)] if forced else None,
             "presets": window_presets(item.modality),
             # A/P/L/R markers per view: decided for the stratum (see imaging/orientation.py), never per case.
             "markers": markers_for(config.get("drawn", {}).get("orientation", {}).get(key)),

@@ -26,8 +26,10 @@ def no_store(response):
 class ReaderCaseMixin(LoginRequiredMixin):
     """Resolve `token` to the logged-in reader's own case in a visible study, else 404."""
 
+    any_panel = False  # served files may name any panel of a forced-choice trial
+
     def get_case(self) -> AssignedCase:
-        return reader_case(self.request.user, self.kwargs["token"])
+        return reader_case(self.request.user, self.kwargs["token"], any_panel=self.any_panel)
 
 
 class JsonCaseMixin(ReaderCaseMixin):
@@ -146,7 +148,7 @@ class CaseView(ReaderCaseMixin, TemplateView):
 def openable(case: AssignedCase):
     """(position, True) when the reader may open the case now: study open, case reached, no washout."""
     position = reader_position(case.assignment)
-    ok = case.assignment.study.status == Study.Status.OPEN and position.may_open(position.row(case.token))
+    ok = case.assignment.study.status == Study.Status.OPEN and position.may_open(position.row_of(case))
     return position, ok
 
 
@@ -164,6 +166,8 @@ class CaseStateView(JsonCaseMixin, View):
 
 class ServedFileView(ReaderCaseMixin, View):
     """A served DICOM file of a case the reader may open now, with their own UIDs; no name, date or ETag."""
+
+    any_panel = True
 
     def served(self, case, **kwargs) -> bytes | None:
         raise NotImplementedError

@@ -58,6 +58,10 @@ class Position:
     def row(self, token: str) -> dict | None:
         return next((r for r in self.rows if r["token"] == token), None)
 
+    def row_of(self, case: AssignedCase) -> dict:
+        """The row of the position `case` is at (any panel of a forced-choice trial)."""
+        return self.rows[case.position - 1]
+
     def may_open(self, row: dict) -> bool:
         """Readers go in order: the current case, or a finished one where going back is allowed."""
         current = self.current
@@ -78,8 +82,9 @@ class Position:
 
 
 def reader_position(assignment: Assignment) -> Position:
+    """One row per position (a forced-choice trial is one position: its panel-0 row holds the answer)."""
     rows = list(
-        AssignedCase.objects.filter(assignment=assignment)
+        AssignedCase.objects.filter(assignment=assignment, panel=0)
         .order_by("position")
         .values("position", "session", "token", submitted_at=F("read__submitted_at"))
     )
@@ -88,10 +93,16 @@ def reader_position(assignment: Assignment) -> Position:
     return Position(assignment, rows, validate_config(assignment.study.config))
 
 
-def reader_case(user, token: str) -> AssignedCase:
-    """The reader's own case in an open or closed study, else 404 (never 403: tokens are not confirmed)."""
-    case = (AssignedCase.objects.select_related("assignment__study", "case__item", "read")
-            .filter(token=token, assignment__reader=user)
+def reader_case(user, token: str, any_panel: bool = False) -> AssignedCase:
+    """The reader's own case in an open or closed study, else 404 (never 403: tokens are not confirmed).
+
+    Pages and answers address a position by its panel-0 token; served files may name any
+    panel of a forced-choice trial (`any_panel`).
+    """
+    cases = AssignedCase.objects.filter(token=token, assignment__reader=user)
+    if not any_panel:
+        cases = cases.filter(panel=0)
+    case = (cases.select_related("assignment__study", "case__item", "read")
             .exclude(assignment__study__status=Study.Status.DRAFT).first())
     if case is None:
         raise Http404("No such case in your worklist.")

@@ -13,11 +13,12 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from readerstudy.studies.config import validate_config
+from readerstudy.studies.config import is_forced_choice, validate_config
 from readerstudy.studies.scales import CRITERIA
 
 from . import agreement, detection, mrmc, roc, scores
 from .data import answer_rows
+from .forced_choice import analyse_forced_choice
 from .undefined import Undefined, to_jsonable
 
 LABEL_CATEGORIES = ["real", "unsure", "fake"]
@@ -234,6 +235,14 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
         # What the platform's own pipeline could give away, beside what readers did (see studies/pixel_audit.py).
         "leak_audit": {k: (study.audit or {}).get(k) for k in ("ok", "at", "problems", "warnings", "pixels")},
     }
+    if is_forced_choice(config):
+        result["design"] = config["design"]
+        result["forced_choice"] = analyse_forced_choice(study, config)
+        result["settings"]["excluded"] = "calibration trials"
+        if isinstance(result["forced_choice"], dict):
+            result["counts"] = result["forced_choice"]["counts"]
+        result["detection"] = Undefined("a forced-choice study: see forced_choice (hit rate against chance)")
+        return to_jsonable(result)
     if regular.empty:
         result["detection"] = Undefined("no submitted answers to regular cases yet")
         return to_jsonable(result)

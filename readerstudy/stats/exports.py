@@ -5,12 +5,13 @@ import json
 
 from django.db.models import Avg, Count, Q
 
-from readerstudy.studies.config import validate_config
+from readerstudy.studies.config import is_forced_choice, validate_config
 from readerstudy.studies.scales import CONFIDENCE_ANCHORS, LABEL_OPTIONS
 
 from .analysis import config_hash
 from .data import answer_rows
 from .detection import fakeness_score
+from .forced_choice import trial_answers
 
 ANSWER_COLUMNS = [
     "study", "reader", "reader_years_experience", "reader_is_trainee", "case", "case_role", "repeat_of",
@@ -43,8 +44,14 @@ def _option_texts(config) -> dict:
 
 
 def answer_csv_rows(study):
-    """The tidy long table: header, then one row per final answer (calibration and repeats marked)."""
+    """The tidy long table: header, then one row per final answer (calibration and repeats marked).
+
+    Forced-choice studies: one row per answered trial instead (trial_csv_rows).
+    """
     config = validate_config(study.config)
+    if is_forced_choice(config):
+        yield from trial_csv_rows(study)
+        return
     texts = _option_texts(config)
     yield ANSWER_COLUMNS
     for r in answer_rows(study):
@@ -63,6 +70,31 @@ def answer_csv_rows(study):
             _iso(r["started_at"]), _iso(r["submitted_at"]), r["revision"],
             json.dumps(extra["marks"]) if extra.get("marks") else "", extra.get("comment", ""),
         ]
+
+
+TRIAL_COLUMNS = [
+    "study", "reader", "trial", "trial_role", "position", "session", "stratum", "alternatives",
+    "panel_cases", "panel_truths", "real_panel", "choice", "hit", "confidence", "confidence_text", "generators",
+    "duration_ms", "window_changes", "started_at", "submitted_at", "revision",
+]
+
+
+def trial_csv_rows(study):
+    """Forced choice: one row per final answer to a trial; panels A, B, ... from the left (cases ;-separated)."""
+    texts = {i + 1: t for i, t in enumerate(CONFIDENCE_ANCHORS)}
+    yield TRIAL_COLUMNS
+    for a in trial_answers(study):
+        yield [
+            study.slug, a["reader"], a["trial"], a["role"], a["position"], a["session"], a["stratum"],
+            a["alternatives"], ";".join(map(str, a["cases"])), ";".join(a["truths"]), _letter(a["real_panel"]),
+            _letter(a["choice"]), int(a["hit"]), _blank(a["confidence"]), texts.get(a["confidence"], ""),
+            ";".join(a["generators"]), a["duration_ms"], a["window_changes"], _iso(a["started_at"]),
+            _iso(a["submitted_at"]), a["revision"],
+        ]
+
+
+def _letter(panel) -> str:
+    return "" if panel is None else "ABCD"[panel]
 
 
 def case_csv_rows(study):
@@ -98,6 +130,10 @@ def imrmc_lines(study):
 
     Score = fakeness (see detection.fakeness_score); positive (1) = synthetic. Regular cases only.
     """
+    if is_forced_choice(validate_config(study.config)):
+        yield ("iMRMC input holds one rating per reader and case; a forced-choice study has none "
+               "(its trials are in answers.csv, its hit rates in the analysis)\n")
+        return
     regular = study.cases.filter(role="regular").select_related("item")
     truth = {c.pk: int(c.item.origin == "synthetic") for c in regular}
     readers = study.assignments.count()
@@ -123,7 +159,7 @@ def frozen_config(study) -> dict:
         "config": study.config,
         "config_sha256": config_hash(study),
         "cases": [
-            {"case": c.pk, "role": c.role, "repeat_of": c.repeat_of_id, "item": str(c.item.public_id),
+            {"case": c.pk, "role": c.role, "repeat_of": c.repeat_of_id, "trial": c.trial, "item": str(c.item.public_id),
              "modality": c.item.modality, "dimensionality": c.item.dimensionality, "truth": c.item.origin,
              "generator": str(c.item.generator) if c.item.generator_id else None}
             for c in study.cases.select_related("item", "item__generator").order_by("pk")

@@ -9,6 +9,9 @@ Layout:
                          "marks": bool (readers may mark where a case looks synthetic, with a comment)}
     reading             {"allow_back", "calibration_cases", "repeat_cases", "sessions",
                          "washout_hours", "blank_ms"}
+    design              {"kind": "single"|"forced_choice", "alternatives": 2-4}: forced choice shows
+                        one real and alternatives-1 synthetic images of one stratum side by side
+                        (strata count trials; calibration_cases counts calibration trials)
     sampling            {"max_per_group": cases per source group (1), "truth_count": "exact"|"binomial",
                          "allow_near_copies": bool, "near_copy_reason": str,
                          "allow_training_data": bool, "training_data_reason": str}
@@ -59,6 +62,11 @@ DEFAULT_SAMPLING = {
 }
 TRUTH_COUNTS = ("exact", "binomial")
 
+# Designs: one case at a time (real / synthetic / unsure), or forced choice: a trial shows
+# `alternatives` images side by side, one real and the others synthetic, and asks which is real.
+SINGLE, FORCED_CHOICE = "single", "forced_choice"
+DEFAULT_DESIGN = {"kind": SINGLE, "alternatives": 2}
+
 
 def stratum_key(modality: str, dimensionality: str) -> str:
     return f"{modality}/{dimensionality}"
@@ -66,6 +74,7 @@ def stratum_key(modality: str, dimensionality: str) -> str:
 
 def default_config() -> dict:
     return {
+        "design": dict(DEFAULT_DESIGN),
         "strata": [],
         "synthetic_fraction": 0.5,
         "generators": [],
@@ -125,6 +134,7 @@ def validate_config(raw: dict) -> dict:
     config["questions"] = _validate_questions(config["questions"])
     config["reading"] = _validate_reading(config["reading"])
     config["sampling"] = _validate_sampling(config["sampling"])
+    config["design"] = _validate_design(config["design"], config)
 
     if not isinstance(config["drawn"], dict) or not isinstance(config["presets"], dict):
         raise StudyConfigError("presets and drawn are written when cases are drawn and must be objects")
@@ -184,11 +194,38 @@ def _validate_reading(r: dict) -> dict:
     _int(out["sessions"], "sessions", 1, 20)
     _int(out["washout_hours"], "washout period (hours)", 0, 24 * 365)
     _int(out["blank_ms"], "blank screen between cases (ms)", 0, 10_000)
-    if out["calibration_cases"] % 2:
-        raise StudyConfigError("calibration cases must be an even number (half real, half synthetic)")
     if out["repeat_cases"] % 2:
         raise StudyConfigError("repeated cases must be an even number (half real, half synthetic)")
     return out
+
+
+def _validate_design(design: dict, config: dict) -> dict:
+    """The design, checked against the questions and reading options it allows."""
+    if not isinstance(design, dict) or set(design) - set(DEFAULT_DESIGN):
+        raise StudyConfigError("design must be an object with kind and alternatives")
+    out = {**DEFAULT_DESIGN, **design}
+    if out["kind"] not in (SINGLE, FORCED_CHOICE):
+        raise StudyConfigError(f"design kind must be {SINGLE!r} or {FORCED_CHOICE!r}, got {out['kind']!r}")
+    _int(out["alternatives"], "images per forced-choice trial", 2, 4)
+    if out["kind"] == SINGLE:
+        if config["reading"]["calibration_cases"] % 2:
+            raise StudyConfigError("calibration cases must be an even number (half real, half synthetic)")
+        return out
+    problems = []
+    if config["questions"]["criteria"]:
+        problems.append("rating scales are asked of single cases: set the rating template to none")
+    if config["questions"]["marks"]:
+        problems.append("marks are asked of single cases: turn them off")
+    if config["reading"]["repeat_cases"]:
+        problems.append("repeated trials are not offered in forced-choice designs yet: set repeated cases to 0")
+    if problems:
+        raise StudyConfigError("a forced-choice study asks only which image is real (and how sure): "
+                               + "; ".join(problems))
+    return out
+
+
+def is_forced_choice(config: dict) -> bool:
+    return config["design"]["kind"] == FORCED_CHOICE
 
 
 def _validate_sampling(sampling: dict) -> dict:

@@ -5,7 +5,9 @@ from generation.models import Generator
 from readerstudy.accounts.roles import READER
 
 from . import scales
-from .config import STRATA, StudyConfigError, default_config, stratum_key, validate_config
+from .config import (
+    FORCED_CHOICE, SINGLE, STRATA, StudyConfigError, default_config, stratum_key, validate_config,
+)
 from .sampling import check_matrix
 
 STRATUM_LABELS = {
@@ -28,6 +30,17 @@ class StudyForm(forms.Form):
     name = forms.CharField(max_length=200)
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False,
                                    help_text="Shown to readers on their worklist and beside every case.")
+    design = forms.ChoiceField(
+        choices=[("single", "One case at a time: real, synthetic or unsure"),
+                 ("2", "Two images side by side, one real: which is real? (2AFC)"),
+                 ("3", "Three images, one real (3AFC)"),
+                 ("4", "Four images, one real among three synthetic (4AFC quartets)")],
+        initial="single", label="Design", required=False,
+        help_text="Forced choice: the cases per stratum below count trials; each trial shows one real and "
+                  "the others synthetic images of that stratum, placed at random (each position equally often "
+                  "for every reader). It asks only which image is real and, if ticked, how sure: set rating "
+                  "scales to none and repeats to 0.",
+    )
     synthetic_percent = forms.IntegerField(min_value=0, max_value=100, initial=50,
                                            label="Synthetic share (%)", help_text="In every stratum.")
     generators = forms.ModelMultipleChoiceField(
@@ -105,6 +118,7 @@ class StudyForm(forms.Form):
             "synthetic_percent": round(c["synthetic_fraction"] * 100), "generators": c["generators"],
             "confidence": c["questions"]["confidence"], "template": c["questions"]["template"],
             "criteria": c["questions"]["criteria"], "marks": c["questions"]["marks"], "matrix_size": c["matrix"]["size"],
+            "design": str(c["design"]["alternatives"]) if c["design"]["kind"] == FORCED_CHOICE else SINGLE,
             "matrix_depth": c["matrix"]["depth"], **c["reading"], **c["sampling"],
         }
         for s in c["strata"]:
@@ -133,6 +147,8 @@ class StudyForm(forms.Form):
                 custom[criterion] = [line.strip() for line in text.splitlines() if line.strip()]
         config = default_config()
         config.update(
+            design={"kind": SINGLE} if data.get("design", SINGLE) in ("", SINGLE) else
+            {"kind": FORCED_CHOICE, "alternatives": int(data["design"])},
             strata=[
                 {"modality": m, "dimensionality": d, "cases": data.get(_field_name(stratum_key(m, d))) or 0}
                 for m, d in STRATA

@@ -50,6 +50,9 @@ class StudyCase(models.Model):
     item = models.ForeignKey("imaging.PoolItem", on_delete=models.PROTECT, related_name="study_cases")
     role = models.CharField(max_length=12, choices=Role.choices, default=Role.REGULAR)
     repeat_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats")
+    trial = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Forced-choice designs: the trial this case is shown in (with its others)."
+    )
 
     class Meta:
         constraints = [
@@ -84,13 +87,16 @@ class AssignedCase(models.Model):
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="cases")
     case = models.ForeignKey(StudyCase, on_delete=models.CASCADE, related_name="assigned")
     position = models.PositiveIntegerField()
+    # Forced-choice trials put several cases at one position, one per panel (left to right, in the
+    # reader's own random, balanced order); the answer is kept with panel 0. Single cases: panel 0.
+    panel = models.PositiveSmallIntegerField(default=0)
     session = models.PositiveSmallIntegerField(default=1)
     token = models.CharField(max_length=32, unique=True, default=new_case_token, editable=False)
 
     class Meta:
-        ordering = ["assignment", "position"]
+        ordering = ["assignment", "position", "panel"]
         constraints = [
-            models.UniqueConstraint(fields=["assignment", "position"], name="one_case_per_position"),
+            models.UniqueConstraint(fields=["assignment", "position", "panel"], name="one_case_per_panel"),
         ]
 
     def __str__(self):

@@ -34,8 +34,9 @@ def study_progress(study: Study) -> list[ReaderProgress]:
     assignments = (
         study.assignments.select_related("reader")
         .annotate(
-            total=Count("cases", distinct=True),
-            done=Count("cases", filter=Q(cases__read__submitted_at__isnull=False), distinct=True),
+            # A forced-choice trial is one position (its answer is on panel 0).
+            total=Count("cases", filter=Q(cases__panel=0), distinct=True),
+            done=Count("cases", filter=Q(cases__panel=0, cases__read__submitted_at__isnull=False), distinct=True),
             last_saved=Max("cases__read__saved_at"),
             session=Max("cases__session", filter=Q(cases__read__submitted_at__isnull=False)),
         )

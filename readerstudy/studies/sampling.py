@@ -35,7 +35,7 @@ from readerstudy.imaging.canonical import upsampling
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 from readerstudy.imaging.orientation import common_orientation
 
-from .config import StudyConfigError, stratum_key, validate_config
+from .config import StudyConfigError, is_forced_choice, stratum_key, validate_config
 from .models import AssignedCase, Assignment, Study, StudyCase
 
 
@@ -49,6 +49,7 @@ class Draw:
     presets: dict  # stratum key -> [rows, cols, depth]
     excluded: dict = field(default_factory=dict)  # reason -> number of items left out
     training_used: list = field(default_factory=list)  # ids of training items drawn as real cases (allowed)
+    trials: list = field(default_factory=list)  # forced choice: item ids per trial (real first), regular then calibration
 
 
 def _split(total: int, fraction: float, rng, how: str) -> tuple[int, int]:
@@ -213,8 +214,12 @@ def draw_cases(study: Study) -> Draw:
     problems, regular, ledger = [], [], _GroupLedger(rules["max_per_group"])
     training_used = []
     wanted = []
+    forced, alternatives = is_forced_choice(config), config["design"]["alternatives"]
     for s in config["strata"]:
-        real_n, synthetic_n = _split(s["cases"], config["synthetic_fraction"], rng, rules["truth_count"])
+        if forced:  # a trial: one real and alternatives-1 synthetic images of the stratum
+            real_n, synthetic_n = s["cases"], s["cases"] * (alternatives - 1)
+        else:
+            real_n, synthetic_n = _split(s["cases"], config["synthetic_fraction"], rng, rules["truth_count"])
         for origin, n in ((Origin.REAL, real_n), (Origin.SYNTHETIC, synthetic_n)):
             wanted.append((s, origin, n, eligible(s["modality"], s["dimensionality"], origin)))
     # Scarcest groups first, so a volume's group is not used up by its own slices in another stratum.
@@ -237,9 +242,13 @@ def draw_cases(study: Study) -> Draw:
                             f"{have}")
         regular += [(item, key) for item in chosen]
 
-    calibration = []
-    half = reading["calibration_cases"] // 2
-    for origin in (Origin.REAL, Origin.SYNTHETIC):
+    calibration, trials = [], []
+    if forced:
+        trials = _form_trials(rng, regular, config)
+        calibration, calibration_trials = _calibration_trials(rng, config, eligible, ledger, problems)
+        trials += calibration_trials
+    half = 0 if forced else reading["calibration_cases"] // 2
+    for origin in (Origin.REAL, Origin.SYNTHETIC) if half else ():
         candidates = [(item, stratum_key(s["modality"], s["dimensionality"])) for s in config["strata"]
                       for item in eligible(s["modality"], s["dimensionality"], origin, for_calibration=True)]
         keys = {i.pk: k for i, k in candidates}
@@ -263,7 +272,44 @@ def draw_cases(study: Study) -> Draw:
         raise StudyConfigError("; ".join(problems))
     chosen = regular + calibration
     check_matrix(config, {key: [i for i, k in chosen if k == key] for key in {k for _, k in chosen}})
-    return Draw(regular, calibration, repeats, _presets(config, chosen), dict(excluded), training_used)
+    return Draw(regular, calibration, repeats, _presets(config, chosen), dict(excluded), training_used, trials)
+
+
+def _form_trials(rng, regular: list, config: dict) -> list[list[int]]:
+    """Regular items grouped into trials within each stratum: one real and alternatives-1 synthetic each."""
+    trials = []
+    others = config["design"]["alternatives"] - 1
+    for s in config["strata"]:
+        key = stratum_key(s["modality"], s["dimensionality"])
+        reals = [i.pk for i, k in regular if k == key and i.origin == Origin.REAL]
+        synthetic = [i.pk for i, k in regular if k == key and i.origin == Origin.SYNTHETIC]
+        reals = [reals[j] for j in rng.permutation(len(reals))]
+        synthetic = [synthetic[j] for j in rng.permutation(len(synthetic))]
+        trials += [[real, *synthetic[t * others:(t + 1) * others]] for t, real in enumerate(reals)]
+    return trials
+
+
+def _calibration_trials(rng, config: dict, eligible, ledger, problems: list):
+    """Calibration trials, strata taken in turn, from source groups no other case of the study uses."""
+    alternatives = config["design"]["alternatives"]
+    wanted = config["reading"]["calibration_cases"]
+    pools, chosen, trials = {}, [], []
+    for t in range(wanted):
+        s = config["strata"][t % len(config["strata"])]
+        key = stratum_key(s["modality"], s["dimensionality"])
+        for origin in (Origin.REAL, Origin.SYNTHETIC):
+            if (key, origin) not in pools:
+                pools[key, origin] = eligible(s["modality"], s["dimensionality"], origin, for_calibration=True)
+        real = _take(rng, pools[key, Origin.REAL], 1, ledger, fresh_group=True)
+        synthetic = _take(rng, pools[key, Origin.SYNTHETIC], alternatives - 1, ledger, fresh_group=True)
+        if len(real) < 1 or len(synthetic) < alternatives - 1:
+            problems.append(f"calibration: needs {wanted} trials of 1 real and {alternatives - 1} synthetic items "
+                            f"from source groups no case of this study uses (and not cases of other studies); "
+                            f"{key} ran out at trial {t + 1}")
+            break
+        chosen += [(item, key) for item in real + synthetic]
+        trials.append([item.pk for item in real + synthetic])
+    return chosen, trials
 
 
 def _presets(config: dict, chosen: list) -> dict:
@@ -287,12 +333,15 @@ def write_cases(study: Study, draw: Draw) -> None:
         raise StudyConfigError("cases can only be drawn while the study is a draft")
     AssignedCase.objects.filter(assignment__study=study).delete()
     study.cases.all().delete()
+    trial_of = {pk: number for number, trial in enumerate(draw.trials, start=1) for pk in trial}
     regular = StudyCase.objects.bulk_create(
-        [StudyCase(study=study, item=item, role=StudyCase.Role.REGULAR) for item, _ in draw.regular]
+        [StudyCase(study=study, item=item, role=StudyCase.Role.REGULAR, trial=trial_of.get(item.pk))
+         for item, _ in draw.regular]
     )
     by_item = {case.item_id: case for case in regular}
     StudyCase.objects.bulk_create(
-        [StudyCase(study=study, item=item, role=StudyCase.Role.CALIBRATION) for item, _ in draw.calibration]
+        [StudyCase(study=study, item=item, role=StudyCase.Role.CALIBRATION, trial=trial_of.get(item.pk))
+         for item, _ in draw.calibration]
         + [StudyCase(study=study, item=item, role=StudyCase.Role.REPEAT, repeat_of=by_item[item.pk])
            for item in draw.repeats]
     )
@@ -348,17 +397,57 @@ def reader_order(cases: list[StudyCase], config: dict, seed: int) -> list[tuple[
     return order
 
 
+def reader_trials(cases: list[StudyCase], config: dict, seed: int) -> list[tuple[list[StudyCase], int]]:
+    """Forced choice: (the trial's cases in panel order, session) in reading order for one reader.
+
+    Calibration trials first, then the regular trials in a uniformly random order,
+    split into sessions. The real image's panel is balanced over the reader's trials
+    (each panel equally often, give or take one, separately for calibration and
+    regular trials) and placed at random; the synthetic images fill the other panels
+    in random order. Every reader gets their own placement.
+    """
+    rng = np.random.default_rng(seed)
+    alternatives = config["design"]["alternatives"]
+    by_trial = {}
+    for case in sorted(cases, key=lambda c: c.pk):
+        by_trial.setdefault((case.role, case.trial), []).append(case)
+
+    def arranged(role):
+        trials = [members for (r, _), members in sorted(by_trial.items(), key=lambda kv: kv[0][1]) if r == role]
+        trials = [trials[i] for i in rng.permutation(len(trials))]
+        real_panels = rng.permutation(np.resize(np.arange(alternatives), len(trials)))
+        out = []
+        for members, real_panel in zip(trials, real_panels):
+            real = [c for c in members if c.item.origin == Origin.REAL]
+            synthetic = [c for c in members if c.item.origin != Origin.REAL]
+            synthetic = [synthetic[i] for i in rng.permutation(len(synthetic))]
+            out.append(synthetic[:real_panel] + real + synthetic[real_panel:])
+        return out
+
+    order = [(trial, 1) for trial in arranged(StudyCase.Role.CALIBRATION)]
+    regular = arranged(StudyCase.Role.REGULAR)
+    bounds = np.array_split(np.arange(len(regular)), config["reading"]["sessions"])
+    for s, part in enumerate(bounds, start=1):
+        order += [(regular[i], s) for i in part]
+    return order
+
+
 def _write_orders(study: Study, assignments: list[Assignment]) -> None:
     """Each assignment's cases in its own order (the study's cases and config are read once)."""
     cases = list(study.cases.select_related("item"))
     if not cases or not assignments:
         return
     config = validate_config(study.config)
-    AssignedCase.objects.bulk_create([
-        AssignedCase(assignment=assignment, case=case, position=position, session=session)
-        for assignment in assignments
-        for position, (case, session) in enumerate(reader_order(cases, config, assignment.order_seed), start=1)
-    ], batch_size=5000)
+    if is_forced_choice(config):
+        rows = [AssignedCase(assignment=assignment, case=case, position=position, panel=panel, session=session)
+                for assignment in assignments
+                for position, (trial, session) in enumerate(reader_trials(cases, config, assignment.order_seed), 1)
+                for panel, case in enumerate(trial)]
+    else:
+        rows = [AssignedCase(assignment=assignment, case=case, position=position, session=session)
+                for assignment in assignments
+                for position, (case, session) in enumerate(reader_order(cases, config, assignment.order_seed), 1)]
+    AssignedCase.objects.bulk_create(rows, batch_size=5000)
 
 
 def role_conflicts(study: Study, reader) -> list[str]:

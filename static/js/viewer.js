@@ -1,5 +1,9 @@
 /* Blinded case viewer: Cornerstone display, stack scrolling, window presets, answers with autosave.
  *
+ * A forced-choice trial shows its images side by side ("panels", A from the left): they scroll
+ * together (the same slice number in every panel), presets, invert, reset and fit act on all of
+ * them, and each keeps its own window, zoom and pan when dragged.
+ *
  * Everything it knows about the case comes from the #case-data JSON (built by
  * readerstudy/reading/blinded.py); answers go through AnswerOutbox.
  */
@@ -15,7 +19,7 @@
   var slider = document.getElementById("slice-slider");
   var form = document.getElementById("answer-form");
   var submitButton = document.getElementById("submit-case");
-  var ANSWERS = ["label", "confidence", "realism", "anatomy", "slice_consistency"];
+  var ANSWERS = c.panels ? ["choice", "confidence"] : ["label", "confidence", "realism", "anatomy", "slice_consistency"];
 
   // ---- Cornerstone set-up -------------------------------------------------------
   cornerstoneWADOImageLoader.external.cornerstone = cornerstone;
@@ -24,7 +28,12 @@
   cornerstoneTools.external.cornerstoneMath = cornerstoneMath;
   cornerstoneTools.external.Hammer = Hammer;
   cornerstoneTools.init({ showSVGCursors: false });
-  cornerstone.enable(element);
+  // One stack per image on screen: the case, or each panel of a forced-choice trial.
+  var stacks = (c.panels || [c]).map(function (images, k) {
+    return { el: k === 0 ? element : document.getElementById("viewport-panel-" + k), ids: images.image_ids,
+             shown: false, lastVoi: null, programmatic: false };
+  });
+  stacks.forEach(function (st) { cornerstone.enable(st.el); });
   // Left drag: window/level; middle: pan; right: zoom (dragging up zooms in, as on most PACS workstations).
   // The reformat views of the 3-view layout get the same tools (addTools).
   var MOUSE_TOOLS = [
@@ -41,7 +50,7 @@
   cornerstoneTools.addTool(cornerstoneTools.PanMultiTouchTool);
   cornerstoneTools.setToolActive("ZoomTouchPinch", {});
   cornerstoneTools.setToolActive("PanMultiTouch", {});
-  element.addEventListener("contextmenu", function (e) { e.preventDefault(); });
+  stacks.forEach(function (st) { st.el.addEventListener("contextmenu", function (e) { e.preventDefault(); }); });
 
   // A/P/L/R markers at the edges of each view, where the study knows the orientation of every case
   // of this kind (real and synthetic alike; see imaging/orientation.py).
@@ -55,7 +64,7 @@
       el.appendChild(span);
     });
   }
-  addMarkers(element, "axial");
+  stacks.forEach(function (st) { addMarkers(st.el, "axial"); });
 
   // ---- Telemetry ------------------------------------------------------------------
   var answer = data.answer;
@@ -77,9 +86,7 @@
   // ---- Stack ----------------------------------------------------------------------
   var index = 0;
   var shown = false;
-  var lastVoi = null;
   var lastVoiChange = 0;
-  var programmaticVoi = false;
 
   var keepView = document.getElementById("keep-view");
   var VIEW_KEY = "readerstudy.view." + c.modality + (c.volume ? ".volume" : "");
@@ -91,14 +98,16 @@
   // window is flat); or, when the reader asked for it, the window and zoom of their last case.
   function openingView() {
     var kept = keepView && keepView.checked ? stored(VIEW_KEY) : null;
-    var viewport = cornerstone.getViewport(element);
-    if (kept && viewport) {
-      viewport.voi.windowWidth = kept.width;
-      viewport.voi.windowCenter = kept.center;
-      viewport.scale = kept.scale;
-      viewport.translation = kept.translation;
-      programmaticVoi = true;
-      cornerstone.setViewport(element, viewport);
+    if (kept) {
+      stacks.forEach(function (st) {
+        var viewport = cornerstone.getViewport(st.el);
+        viewport.voi.windowWidth = kept.width;
+        viewport.voi.windowCenter = kept.center;
+        viewport.scale = kept.scale;
+        viewport.translation = kept.translation;
+        st.programmatic = true;
+        cornerstone.setViewport(st.el, viewport);
+      });
     } else if (c.modality !== "CT") {
       applyPreset(percentilePreset(), false);
     }
@@ -111,15 +120,18 @@
     index = Math.max(0, Math.min(c.slices - 1, i));
     visited[index + 1] = true;
     var wanted = index;
-    return cornerstone.loadAndCacheImage(c.image_ids[index]).then(function (image) {
+    return Promise.all(stacks.map(function (st) { return cornerstone.loadAndCacheImage(st.ids[index]); }))
+    .then(function (images) {
       if (wanted !== index) return;
+      images.forEach(function (image, k) {
+        var st = stacks[k];
+        cornerstone.displayImage(st.el, image, st.shown ? cornerstone.getViewport(st.el) : undefined);
+        st.shown = true;
+      });
       if (!shown) {
-        cornerstone.displayImage(element, image);
         shown = true;
         openingView();
-        element.setAttribute("data-loaded", "true");
-      } else {
-        cornerstone.displayImage(element, image, cornerstone.getViewport(element));
+        stacks.forEach(function (st) { st.el.setAttribute("data-loaded", "true"); });
       }
       if (slider) slider.value = index + 1;
     }).catch(function () {
@@ -128,19 +140,21 @@
     });
   }
 
-  element.addEventListener("cornerstoneimagerendered", function (event) {
-    var voi = event.detail.viewport.voi;
-    sliceLabel.textContent = "Slice " + (index + 1) + "/" + c.slices;
-    windowLabel.textContent = "W " + Math.round(voi.windowWidth) + " L " + Math.round(voi.windowCenter);
-    var key = Math.round(voi.windowWidth) + "/" + Math.round(voi.windowCenter);
-    if (lastVoi !== null && key !== lastVoi && !programmaticVoi) {
-      // One drag is one window change: count a change only after a pause of 500 ms.
-      if (Date.now() - lastVoiChange > 500) windowChanges++;
-      lastVoiChange = Date.now();
-    }
-    programmaticVoi = false;
-    lastVoi = key;
-    if (keepView && keepView.checked) storeView(event.detail.viewport);
+  stacks.forEach(function (st) {
+    st.el.addEventListener("cornerstoneimagerendered", function (event) {
+      var voi = event.detail.viewport.voi;
+      sliceLabel.textContent = "Slice " + (index + 1) + "/" + c.slices;
+      windowLabel.textContent = "W " + Math.round(voi.windowWidth) + " L " + Math.round(voi.windowCenter);
+      var key = Math.round(voi.windowWidth) + "/" + Math.round(voi.windowCenter);
+      if (st.lastVoi !== null && key !== st.lastVoi && !st.programmatic) {
+        // One drag is one window change: count a change only after a pause of 500 ms.
+        if (Date.now() - lastVoiChange > 500) windowChanges++;
+        lastVoiChange = Date.now();
+      }
+      st.programmatic = false;
+      st.lastVoi = key;
+      if (keepView && keepView.checked) storeView(event.detail.viewport);
+    });
   });
   function storeView(vp) {
     if (!vp) return;
@@ -150,11 +164,13 @@
 
   function step(delta) { if (c.slices > 1) show(index + delta); }
 
-  element.addEventListener("wheel", function (e) {
-    if (c.slices < 2) return;
-    e.preventDefault();
-    step(e.deltaY > 0 ? 1 : -1);
-  }, { passive: false });
+  stacks.forEach(function (st) {
+    st.el.addEventListener("wheel", function (e) {
+      if (c.slices < 2) return;
+      e.preventDefault();
+      step(e.deltaY > 0 ? 1 : -1);
+    }, { passive: false });
+  });
   if (slider) slider.addEventListener("input", function () { show(parseInt(slider.value, 10) - 1); });
 
   // Prefetch the whole stack, outward from the slice shown, so scrolling either way is smooth.
@@ -166,28 +182,34 @@
     }
     (function next(k) {
       if (k >= order.length) return;
-      cornerstone.loadAndCacheImage(c.image_ids[order[k]]).then(function () { next(k + 1); }, function () {});
+      Promise.all(stacks.map(function (st) { return cornerstone.loadAndCacheImage(st.ids[order[k]]); }))
+        .then(function () { next(k + 1); }, function () {});
     })(0);
   }
 
   // ---- Window presets, invert, reset, fit, cine ----------------------------------------
+  // A preset on every image shown; a percentile window is each image's own.
   function applyPreset(p, counted) {
-    var viewport = cornerstone.getViewport(element);
-    if (!viewport) return;
-    if (p.auto) {
-      var image = cornerstone.getImage(element);
-      var pixels = Array.prototype.slice.call(image.getPixelData()).sort(function (a, b) { return a - b; });
-      var lo = pixels[Math.floor((pixels.length - 1) * p.auto[0] / 100)] * image.slope + image.intercept;
-      var hi = pixels[Math.floor((pixels.length - 1) * p.auto[1] / 100)] * image.slope + image.intercept;
-      viewport.voi.windowWidth = Math.max(1, hi - lo);
-      viewport.voi.windowCenter = (hi + lo) / 2;
-    } else {
-      viewport.voi.windowWidth = p.width;
-      viewport.voi.windowCenter = p.center;
-    }
-    programmaticVoi = true;
+    if (!cornerstone.getViewport(element)) return;
+    stacks.forEach(function (st) {
+      var viewport = cornerstone.getViewport(st.el);
+      if (!viewport) return;
+      if (p.auto) {
+        var image = cornerstone.getImage(st.el);
+        var pixels = Array.prototype.slice.call(image.getPixelData()).sort(function (a, b) { return a - b; });
+        var lo = pixels[Math.floor((pixels.length - 1) * p.auto[0] / 100)] * image.slope + image.intercept;
+        var hi = pixels[Math.floor((pixels.length - 1) * p.auto[1] / 100)] * image.slope + image.intercept;
+        viewport.voi.windowWidth = Math.max(1, hi - lo);
+        viewport.voi.windowCenter = (hi + lo) / 2;
+      } else {
+        viewport.voi.windowWidth = p.width;
+        viewport.voi.windowCenter = p.center;
+      }
+      st.programmatic = true;
+      cornerstone.setViewport(st.el, viewport);
+    });
     if (counted !== false) windowChanges++;
-    cornerstone.setViewport(element, viewport);
+    var viewport = cornerstone.getViewport(element);
     Object.keys(reformats).forEach(function (plane) {  // presets apply to every view
       var view = reformats[plane];
       if (!view.shown) return;
@@ -388,15 +410,16 @@
   }
   setupReformats();
 
+  function eachStack(f) { stacks.forEach(function (st) { if (st.shown) f(st.el); }); }
   var actions = {
     invert: function () {
-      var vp = cornerstone.getViewport(element); vp.invert = !vp.invert; cornerstone.setViewport(element, vp);
+      eachStack(function (el) { var vp = cornerstone.getViewport(el); vp.invert = !vp.invert; cornerstone.setViewport(el, vp); });
     },
     reset: function () {
-      cornerstone.reset(element);
+      eachStack(function (el) { cornerstone.reset(el); });
       if (c.modality !== "CT") applyPreset(percentilePreset(), false);
     },
-    fit: function () { cornerstone.fitToWindow(element); },
+    fit: function () { eachStack(function (el) { cornerstone.fitToWindow(el); }); },
     cine: toggleCine,
     layout: toggleLayout
   };
@@ -408,7 +431,7 @@
     });
   });
   window.addEventListener("resize", function () {
-    cornerstone.resize(element, true);
+    stacks.forEach(function (st) { cornerstone.resize(st.el, true); });
     Object.keys(reformats).forEach(function (plane) { if (reformats[plane].enabled) cornerstone.resize(reformats[plane].el, true); });
   });
   if (keepView) {
@@ -438,7 +461,7 @@
     ANSWERS.forEach(function (name) {
       var checked = form.querySelector('input[name="' + name + '"]:checked');
       if (!checked) { out[name] = null; return; }
-      out[name] = name === "label" ? checked.value : parseInt(checked.value, 10);
+      out[name] = name === "label" ? checked.value : parseInt(checked.value, 10);  // choice: the panel number
     });
     return out;
   }
@@ -462,7 +485,9 @@
 
   var missingEl = document.getElementById("missing");
   var questionSets = Array.prototype.slice.call(form.querySelectorAll("fieldset[data-question]"));
-  var keyedSets = questionSets.filter(function (fs) { return fs.dataset.question !== "label"; });
+  // The first question (real/synthetic, or which image is real) always takes its own keys.
+  var primarySet = form.querySelector("fieldset[data-primary]");
+  var keyedSets = questionSets.filter(function (fs) { return fs !== primarySet; });
   var activeSet = null;
 
   function answered(fs) { return !!fs.querySelector("input:checked"); }
@@ -485,7 +510,7 @@
     setActive(keyedSets[(k + delta + keyedSets.length) % keyedSets.length]);
   }
   questionSets.forEach(function (fs) {
-    if (fs.dataset.question !== "label") fs.addEventListener("click", function () { setActive(fs); });
+    if (fs !== primarySet) fs.addEventListener("click", function () { setActive(fs); });
   });
 
   function refreshSubmit() {
@@ -518,7 +543,7 @@
     var fs = input.closest("fieldset");
     onChange();
     // After an answer, the next unanswered question is the one the keys go to.
-    if (fs === activeSet || fs.dataset.question === "label" || !activeSet) setActive(nextUnanswered(fs) || activeSet);
+    if (fs === activeSet || fs === primarySet || !activeSet) setActive(nextUnanswered(fs) || activeSet);
     return true;
   }
   function optionFor(fs, key) {
@@ -556,7 +581,15 @@
       var body = reply && reply.body;
       if (!body) { finishing = false; refreshSubmit(); return; }
       var next = body.next || data.navigation.resume;
-      if (body.feedback) {
+      if (body.feedback && c.panels) {
+        var letter = function (p) { return p === null || p === undefined ? "none" : c.panels[p].letter; };
+        document.getElementById("feedback-text").textContent =
+          "In this calibration trial the real image is " + letter(body.feedback.real_panel) +
+          ". You chose " + letter(body.feedback.your_choice) + ".";
+        document.getElementById("feedback").hidden = false;
+        document.getElementById("feedback-continue").onclick = function () { go(next); };
+        document.getElementById("feedback-continue").focus();
+      } else if (body.feedback) {
         // The same words as the buttons the reader pressed.
         var words = {};
         data.questions.label.forEach(function (o) { words[o.value] = o.text; });
@@ -602,10 +635,9 @@
     else if (key === "Tab") moveActive(e.shiftKey ? -1 : 1);
     else {
       var k = key.toLowerCase();
-      var labelSet = questionSets[0];
-      // Label keys always answer the label; other keys go to the highlighted question, and digits
-      // that it has no use for to the confidence question.
-      handled = choose(optionFor(labelSet, k)) || choose(optionFor(activeSet, k)) ||
+      // The first question's keys always answer it; other keys go to the highlighted question, and
+      // digits that it has no use for to the confidence question.
+      handled = choose(optionFor(primarySet, k)) || choose(optionFor(activeSet, k)) ||
         (/^[0-9]$/.test(k) && choose(optionFor(form.querySelector('fieldset[data-question="confidence"]'), k)));
     }
     if (handled) e.preventDefault();
