@@ -546,3 +546,34 @@ def test_four_alternative_forced_choice_of_volumes_scrolls_together(live_server,
     page.keyboard.press("Enter")
     page.wait_for_selector("text=Thank you")
     assert Read.objects.get().answers == {"choice": 2}
+
+
+def test_a_coordinator_tries_a_draft_as_a_reader(live_server, page):
+    from readerstudy.studies.lifecycle import create_study, prepare_study
+
+    from .studies import coordinator
+
+    make_pool(real={("XR", "2d"): 1}, synthetic={("XR", "2d"): 1}, size=64)
+    coordinator()
+    study = create_study(name="Draft to try", seed=2, config={
+        "strata": [{"modality": "XR", "dimensionality": "2d", "cases": 2}],
+        "questions": {"confidence": False, "template": "none"}})
+    prepare_study(study)
+    log_in(page, live_server, "coord")
+    page.goto(live_server.url + f"/studies/{study.slug}/")
+    page.click("#try-as-reader")
+    wait_loaded(page)
+    expect(page.locator(".preview-banner")).to_contain_text("your answers are not kept")
+    assert_finish_visible(page)
+    screenshot(page, "preview-viewer")
+    page.keyboard.press("r")
+    wait_saved(page)
+    before = page.url
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: url != before)
+    wait_loaded(page)
+    assert Read.objects.filter(submitted_at__isnull=False).count() == 1
+    page.click(".preview-banner button")
+    page.wait_for_url(re.compile(f"/studies/{study.slug}/$"))
+    expect(page.locator("body")).to_contain_text("Preview ended; 1 answer(s) discarded.")
+    assert not Read.objects.exists()

@@ -28,7 +28,7 @@ from readerstudy.jobs.models import Job
 from readerstudy.jobs.progress import request_cancel
 from readerstudy.reading.answers import save_answer
 from readerstudy.reading.blinded import case_payload
-from readerstudy.reading.worklist import reader_assignments, reader_case, reader_position
+from readerstudy.reading.worklist import readable, reader_assignments, reader_case, reader_position
 from readerstudy.stats import exports
 from readerstudy.stats.analysis import OptionError, analysis_options, cached_analysis
 from readerstudy.studies import lifecycle, sampling
@@ -227,7 +227,7 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
                 else:
                     for reader in body.validated_data["readers"]:
                         sampling.unassign_reader(study, reader, request.user)
-        assignments = study.assignments.select_related("reader").order_by("reader__username")
+        assignments = study.assignments.readers().select_related("reader").order_by("reader__username")
         return Response(s.AssignmentSerializer(assignments, many=True).data)
 
     @extend_schema(responses={200: dict})
@@ -286,7 +286,7 @@ class ReadingCaseView(APIView):
     def get(self, request, token):
         case = reader_case(request.user, token)
         position = reader_position(case.assignment)
-        if case.assignment.study.status != Study.Status.OPEN or not position.may_open(position.row(token)):
+        if not readable(case.assignment) or not position.may_open(position.row(token)):
             return Response({"error": "this case cannot be opened now: cases are read in order"},
                             status=status.HTTP_409_CONFLICT)
         return Response(case_payload(case, position))

@@ -12,10 +12,10 @@ from readerstudy.audit.log import record
 from readerstudy.studies import scales
 from readerstudy.imaging.models import Origin
 from readerstudy.studies.config import criteria_for, is_forced_choice
-from readerstudy.studies.models import AssignedCase, Study, StudyCase
+from readerstudy.studies.models import AssignedCase, StudyCase
 
 from .models import Label, Read, ReadRevision
-from .worklist import reader_position
+from .worklist import readable, reader_position
 
 ANSWER_FIELDS = ("label", "confidence", "realism", "anatomy", "slice_consistency")
 TELEMETRY_FIELDS = ("duration_ms", "slices_visited", "window_changes")
@@ -186,7 +186,7 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
     config = position.config
     item = assigned_case.case.item
     answers, telemetry, submit, key = _clean(payload, config, item.dimensionality)
-    if assignment.study.status != Study.Status.OPEN:
+    if not readable(assignment):
         raise AnswerError("this study is closed for reading; your saved answers are kept", status=409)
     row = position.row(assigned_case.token)
     # A finished case always takes telemetry; whether its answers may change is decided in _apply.

@@ -123,6 +123,9 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
         images["reformats"] = None  # trials are read side by side, axially (no 3-view layout)
     return {
         "study": {"name": study.name, "instructions": study.instructions},
+        # A coordinator trying the study (studies/preview.py): the page says so and offers to end it.
+        "preview": {"end": reverse("study-action", kwargs={"slug": study.slug, "action": "end-preview"})}
+        if assigned_case.assignment.preview else None,
         "design": config["design"],
         "case": {
             "token": token,

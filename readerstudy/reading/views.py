@@ -9,11 +9,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.generic import TemplateView, View
 
-from readerstudy.studies.models import AssignedCase, Assignment, Study
+from readerstudy.studies.models import AssignedCase, Assignment
 
 from .answers import AnswerError, save_answer
 from .blinded import case_payload, served_reformat, served_slice
-from .worklist import reader_assignments, reader_case, reader_position
+from .worklist import readable, reader_assignments, reader_case, reader_position, visible_assignments
 
 NO_STORE = "no-store"
 
@@ -59,11 +59,9 @@ class StudyResumeView(LoginRequiredMixin, View):
     """Send the reader to the case where they stopped (or the end page)."""
 
     def get(self, request, slug):
-        assignment = get_object_or_404(
-            Assignment, study__slug=slug, reader=request.user, study__status__in=[Study.Status.OPEN, Study.Status.CLOSED]
-        )
+        assignment = get_object_or_404(visible_assignments(request.user), study__slug=slug)
         position = reader_position(assignment)
-        if assignment.study.status == Study.Status.CLOSED:
+        if not readable(assignment):
             messages.info(request, f"“{assignment.study.name}” is closed; your answers are kept.")
             return redirect("worklist")
         if position.finished:
@@ -77,8 +75,7 @@ class ReaderStudyMixin(LoginRequiredMixin):
     """The logged-in reader's own assignment in an open or closed study (else 404) and their position."""
 
     def get_assignment(self) -> Assignment:
-        return get_object_or_404(Assignment.objects.select_related("study"), study__slug=self.kwargs["slug"],
-                                 reader=self.request.user, study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
+        return get_object_or_404(visible_assignments(self.request.user), study__slug=self.kwargs["slug"])
 
 
 class SessionBreakView(ReaderStudyMixin, TemplateView):
@@ -89,7 +86,7 @@ class SessionBreakView(ReaderStudyMixin, TemplateView):
     def get(self, request, *args, **kwargs):
         assignment = self.get_assignment()
         position = reader_position(assignment)
-        if not position.locked_until or assignment.study.status != Study.Status.OPEN:
+        if not position.locked_until or not readable(assignment):
             return redirect("read-study", slug=assignment.study.slug)
         current = position.current
         return no_store(self.render_to_response(self.get_context_data(
@@ -107,7 +104,7 @@ class CaseListView(ReaderStudyMixin, TemplateView):
     def get(self, request, *args, **kwargs):
         assignment = self.get_assignment()
         position = reader_position(assignment)
-        if assignment.study.status != Study.Status.OPEN or not position.config["reading"]["allow_back"]:
+        if not readable(assignment) or not position.config["reading"]["allow_back"]:
             return redirect("read-study", slug=assignment.study.slug)
         current = position.current
         rows = [{"position": r["position"], "session": r["session"], "submitted": r["submitted"],
@@ -128,7 +125,9 @@ class StudyDoneView(ReaderStudyMixin, TemplateView):
         position = reader_position(assignment)
         if not position.finished:
             return redirect("read-study", slug=assignment.study.slug)
-        return self.render_to_response(self.get_context_data(study=assignment.study, position=position))
+        return self.render_to_response(self.get_context_data(
+            study=assignment.study, position=position, preview=assignment.preview,
+            end_url=reverse("study-action", kwargs={"slug": assignment.study.slug, "action": "end-preview"})))
 
 
 class CaseView(ReaderCaseMixin, TemplateView):
@@ -148,7 +147,7 @@ class CaseView(ReaderCaseMixin, TemplateView):
 def openable(case: AssignedCase):
     """(position, True) when the reader may open the case now: study open, case reached, no washout."""
     position = reader_position(case.assignment)
-    ok = case.assignment.study.status == Study.Status.OPEN and position.may_open(position.row_of(case))
+    ok = readable(case.assignment) and position.may_open(position.row_of(case))
     return position, ok
 
 

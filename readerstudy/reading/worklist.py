@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -102,17 +102,33 @@ def reader_case(user, token: str, any_panel: bool = False) -> AssignedCase:
     cases = AssignedCase.objects.filter(token=token, assignment__reader=user)
     if not any_panel:
         cases = cases.filter(panel=0)
+    # Drafts are invisible to readers; a coordinator's preview may show a prepared draft.
     case = (cases.select_related("assignment__study", "case__item", "read")
-            .exclude(assignment__study__status=Study.Status.DRAFT).first())
+            .exclude(assignment__study__status=Study.Status.DRAFT, assignment__preview=False).first())
     if case is None:
         raise Http404("No such case in your worklist.")
     return case
 
 
+def readable(assignment: Assignment) -> bool:
+    """Whether answers may be given now: the study is open (or, for a preview, a prepared draft)."""
+    status = assignment.study.status
+    return status == Study.Status.OPEN or (assignment.preview and status == Study.Status.DRAFT)
+
+
+def visible_assignments(user):
+    """The reader's assignments they may see: open or closed studies, and their own previews of drafts."""
+    return Assignment.objects.filter(
+        Q(study__status__in=[Study.Status.OPEN, Study.Status.CLOSED]) | Q(preview=True, study__status=Study.Status.DRAFT),
+        reader=user,
+    ).select_related("study")
+
+
 def reader_assignments(user):
     """The studies a reader takes part in that are open or closed (drafts are invisible to readers)."""
     return (
-        Assignment.objects.filter(reader=user, study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
+        Assignment.objects.filter(reader=user, preview=False,
+                                  study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
         .select_related("study")
         .order_by("-study__opened_at")
     )

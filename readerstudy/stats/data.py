@@ -41,7 +41,8 @@ ANSWER_FIELDS = {
 def submitted_reads(study):
     """Final answers of a study (drafts excluded), ordered by reader and reading position."""
     return (
-        Read.objects.filter(assigned_case__assignment__study=study, submitted_at__isnull=False)
+        Read.objects.filter(assigned_case__assignment__study=study, assigned_case__assignment__preview=False,
+                            submitted_at__isnull=False)
         .order_by("assigned_case__assignment__reader__username", "assigned_case__position")
     )
 

@@ -99,7 +99,7 @@ def _letter(panel) -> str:
 
 def case_csv_rows(study):
     """One row per case: truth and provenance summary, answer counts and mean ratings."""
-    submitted = Q(assigned__read__submitted_at__isnull=False)
+    submitted = Q(assigned__read__submitted_at__isnull=False, assigned__assignment__preview=False)
     cases = (
         study.cases.select_related("item", "item__generator", "item__dataset")
         .annotate(
@@ -136,7 +136,7 @@ def imrmc_lines(study):
         return
     regular = study.cases.filter(role="regular").select_related("item")
     truth = {c.pk: int(c.item.origin == "synthetic") for c in regular}
-    readers = study.assignments.count()
+    readers = study.assignments.readers().count()
     yield f"Study: {study.name} ({study.slug}); score: fake +confidence, real -confidence, unsure 0\n"
     yield f"config sha256: {config_hash(study)}\n"
     yield f"NR: {readers}\n"
@@ -165,7 +165,7 @@ def frozen_config(study) -> dict:
             for c in study.cases.select_related("item", "item__generator").order_by("pk")
         ],
         "readers": [{"reader": a.reader.get_username(), "order_seed": a.order_seed}
-                    for a in study.assignments.select_related("reader").order_by("reader__username")],
+                    for a in study.assignments.readers().select_related("reader").order_by("reader__username")],
         "leak_audit": study.audit,
     }
 

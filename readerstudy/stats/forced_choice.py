@@ -29,14 +29,15 @@ from .undefined import Undefined
 def trial_answers(study) -> list[dict]:
     """One row per submitted forced-choice answer: reader, trial, role, panels, chosen and real panel, hit."""
     panels: dict = {}
-    for row in (AssignedCase.objects.filter(assignment__study=study)
+    for row in (AssignedCase.objects.filter(assignment__study=study, assignment__preview=False)
                 .values("assignment_id", "position", "panel", "session", "case_id", "case__trial", "case__role",
                         "case__item_id",
                         "case__item__origin", "case__item__modality", "case__item__dimensionality",
                         "case__item__generator__name", "case__item__generator__version")):
         panels.setdefault((row["assignment_id"], row["position"]), []).append(row)
     out = []
-    reads = (Read.objects.filter(assigned_case__assignment__study=study, submitted_at__isnull=False)
+    reads = (Read.objects.filter(assigned_case__assignment__study=study, assigned_case__assignment__preview=False,
+                                 submitted_at__isnull=False)
              .values("assigned_case__assignment_id", "assigned_case__position", "answers", "confidence",
                      "duration_ms", "window_changes", "started_at", "submitted_at", "revision", reader=F("assigned_case__assignment__reader__username")).order_by("assigned_case__assignment__reader__username",
                                                                   "assigned_case__position"))

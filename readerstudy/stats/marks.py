@@ -24,7 +24,8 @@ def case_marks(study, case=None) -> dict:
     """{study case id: {"marks": [...], "comments": [...]}} over every reader's submitted answer
     (a repeat counts for its original); with `case`, that case only."""
     out = {}
-    reads = Read.objects.filter(assigned_case__assignment__study=study, submitted_at__isnull=False).exclude(answers={})
+    reads = Read.objects.filter(assigned_case__assignment__study=study, assigned_case__assignment__preview=False,
+                                submitted_at__isnull=False).exclude(answers={})
     if case is not None:
         reads = reads.filter(Q(assigned_case__case=case) | Q(assigned_case__case__repeat_of=case))
     reads = reads.values_list("assigned_case__case_id", "assigned_case__case__repeat_of_id", "answers")

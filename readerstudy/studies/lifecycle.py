@@ -145,7 +145,7 @@ def open_study(study: Study, actor=None) -> dict:
         raise StudyConfigError("the study is already open")
     if not study.cases.exists():
         raise StudyConfigError("prepare the study first: it has no cases")
-    if not study.assignments.exists():
+    if not study.assignments.readers().exists():
         raise StudyConfigError("assign at least one reader first")
     audit = study.audit or {}
     if not audit:

@@ -65,14 +65,28 @@ class StudyCase(models.Model):
         return f"{self.study}: {self.item} ({self.role})"
 
 
+class AssignmentQuerySet(models.QuerySet):
+    def readers(self):
+        """Real readers' assignments (without coordinators' previews)."""
+        return self.filter(preview=False)
+
+
 class Assignment(models.Model):
-    """A reader's place in a study, with their own stored case order."""
+    """A reader's place in a study, with their own stored case order.
+
+    A preview is a coordinator trying the study as a reader would: the same pages and
+    files, but it counts nowhere (progress, results, exports) and its answers are
+    deleted when the preview ends (see studies/preview.py).
+    """
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
     reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     order_seed = models.BigIntegerField()
+    preview = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AssignmentQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "reader"], name="one_assignment_per_reader")]

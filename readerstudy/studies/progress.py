@@ -32,7 +32,7 @@ class ReaderProgress:
 def study_progress(study: Study) -> list[ReaderProgress]:
     """Done, remaining, median seconds per case and current session for every reader (three queries)."""
     assignments = (
-        study.assignments.select_related("reader")
+        study.assignments.readers().select_related("reader")
         .annotate(
             # A forced-choice trial is one position (its answer is on panel 0).
             total=Count("cases", filter=Q(cases__panel=0), distinct=True),
@@ -44,7 +44,7 @@ def study_progress(study: Study) -> list[ReaderProgress]:
     )
     durations: dict[int, list[int]] = {}
     for assignment_id, ms in Read.objects.filter(
-        assigned_case__assignment__study=study, submitted_at__isnull=False
+        assigned_case__assignment__study=study, assigned_case__assignment__preview=False, submitted_at__isnull=False
     ).values_list("assigned_case__assignment_id", "duration_ms"):
         durations.setdefault(assignment_id, []).append(ms)
     return [

@@ -328,9 +328,12 @@ def _presets(config: dict, chosen: list) -> dict:
 @transaction.atomic
 def write_cases(study: Study, draw: Draw) -> None:
     """Replace a draft study's cases (and its readers' orders) with `draw`."""
+    from .preview import discard_previews
+
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status != Study.Status.DRAFT:
         raise StudyConfigError("cases can only be drawn while the study is a draft")
+    discard_previews(study)  # a preview shows the cases drawn before; it ends with them
     AssignedCase.objects.filter(assignment__study=study).delete()
     study.cases.all().delete()
     trial_of = {pk: number for number, trial in enumerate(draw.trials, start=1) for pk in trial}
@@ -477,8 +480,10 @@ def assign_readers(study: Study, readers, actor=None) -> list[Assignment]:
     Refuses (StudyConfigError, nothing assigned) a reader for whom a case of
     this study is a calibration case in another of their studies, or the other way round.
     """
+    from .preview import discard_previews
+
     created = []
-    existing = set(study.assignments.values_list("reader_id", flat=True))
+    existing = set(study.assignments.readers().values_list("reader_id", flat=True))
     problems = [f"{reader}: {'; '.join(found)}" for reader in readers
                 if reader.pk not in existing and (found := role_conflicts(study, reader))]
     if problems:
@@ -487,6 +492,7 @@ def assign_readers(study: Study, readers, actor=None) -> list[Assignment]:
     for reader in readers:
         if reader.pk in existing:
             continue
+        discard_previews(study, reader)  # a coordinator who becomes a reader reads for real
         created.append(Assignment.objects.create(study=study, reader=reader, order_seed=order_seed(study, reader.pk)))
     _write_orders(study, created)
     if created:
@@ -499,7 +505,7 @@ def unassign_reader(study: Study, reader, actor=None) -> None:
     """Remove a reader who has not answered anything (answers are never deleted)."""
     from readerstudy.reading.models import Read
 
-    assignment = study.assignments.filter(reader=reader).first()
+    assignment = study.assignments.readers().filter(reader=reader).first()
     if assignment is None:
         return
     if Read.objects.filter(assigned_case__assignment=assignment).exists():

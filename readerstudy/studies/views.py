@@ -10,10 +10,11 @@ from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 
 from readerstudy.jobs.models import Job
 
-from . import lifecycle, sampling, scales
+from . import lifecycle, preview, sampling, scales
 from .config import StudyConfigError, regular_case_count, stratum_key, validate_config
 from .forms import STRATUM_LABELS, ReadersForm, StudyForm
 from .models import Study
+from .preview import preview_of
 from .progress import study_progress
 
 
@@ -33,8 +34,9 @@ class StudyListView(RoleRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         studies = Study.objects.annotate(
             n_cases=Count("cases", filter=~Q(cases__role="calibration"), distinct=True),
-            n_readers=Count("assignments", distinct=True),
-            n_completed=Count("assignments", filter=Q(assignments__completed_at__isnull=False), distinct=True),
+            n_readers=Count("assignments", filter=Q(assignments__preview=False), distinct=True),
+            n_completed=Count("assignments", filter=Q(assignments__preview=False,
+                                                      assignments__completed_at__isnull=False), distinct=True),
         )
         return super().get_context_data(studies=studies, **kwargs)
 
@@ -112,8 +114,10 @@ class StudyDetailView(StudyMixin, TemplateView):
         return super().get_context_data(
             study=study, config=config, strata=strata, cases=cases, n_regular=regular_case_count(config),
             criteria=[scales.CRITERIA[c].lower() for c in config["questions"]["criteria"]],
-            assignments=study.assignments.select_related("reader").order_by("reader__username"),
-            readers_form=ReadersForm(initial={"readers": study.assignments.values_list("reader_id", flat=True)}),
+            assignments=study.assignments.readers().select_related("reader").order_by("reader__username"),
+            readers_form=ReadersForm(initial={"readers": study.assignments.readers().values_list("reader_id",
+                                                                                               flat=True)}),
+            preview=preview_of(study, self.request.user),
             last_job=Job.objects.filter(kind__in=[Job.Kind.PREPARE_STUDY, Job.Kind.AUDIT_STUDY],
                                         params__study_id=study.pk).order_by("-created_at", "-pk").first(),
             **kwargs,
@@ -142,6 +146,12 @@ class StudyActionView(StudyMixin, View):
                 messages.success(request, "The study is closed. Answers are kept; readers can no longer change them.")
             elif action == "readers":
                 self._readers(request, study)
+            elif action == "preview":
+                preview.start_preview(study, request.user)  # the reader's pages say it is a preview
+                return redirect("read-study", slug=study.slug)
+            elif action == "end-preview":
+                discarded = preview.end_preview(study, request.user)
+                messages.success(request, f"Preview ended; {discarded} answer(s) discarded.")
             elif action == "clone":
                 copy = lifecycle.clone_study(study, request.user)
                 messages.success(request, f"“{copy.name}” is a new draft with the same settings; edit it, then prepare it.")
@@ -157,7 +167,7 @@ class StudyActionView(StudyMixin, View):
         if not form.is_valid():
             raise StudyConfigError("choose readers from the list")
         wanted = set(form.cleaned_data["readers"])
-        current = {a.reader for a in study.assignments.select_related("reader")}
+        current = {a.reader for a in study.assignments.readers().select_related("reader")}
         added = sampling.assign_readers(study, sorted(wanted - current, key=lambda u: u.pk), request.user)
         removed, kept = 0, []
         for reader in current - wanted:
