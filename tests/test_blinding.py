@@ -36,7 +36,10 @@ def first_cases_by_truth(study):
 
 
 def normalise(text: str, case, username: str) -> str:
-    text = text.replace(case.token, "<token>").replace(username, "<user>")
+    """Tokens (random, fixed length; the page names the next case's too, for prefetching) and the user name."""
+    for row in AssignedCase.objects.filter(assignment_id=case.assignment_id):
+        text = text.replace(row.token, "<token>" if row.pk == case.pk else f"<token {row.position}.{row.panel}>")
+    text = text.replace(username, "<user>")
     return re.sub(r'name="csrf-token" content="[^"]+"|name="csrfmiddlewaretoken" value="[^"]+"', "<csrf>", text)
 
 
@@ -190,6 +193,24 @@ def test_every_served_file_is_unique_per_study_reader_and_position(db):
     assert stored.StudyInstanceUID not in {v["StudyInstanceUID"] for v in values}
 
 
+def test_fast_personalisation_writes_exactly_what_pydicom_would(db):
+    """Served files are personalised by overwriting the 44-character UIDs in place: the same bytes as
+    setting them with pydicom and writing the file again, for 2D slices and every slice of a volume."""
+    from readerstudy.imaging.canonical import personalised_dataset, personalised_slice, served_file_key
+    from readerstudy.imaging.pool import rendition_files
+
+    make_pool(real={("CT", "2d"): 2, ("MR", "3d"): 2}, synthetic={("CT", "2d"): 2, ("MR", "3d"): 2}, depth=6)
+    open_study_for(readers(1), {("CT", "2d"): 4, ("MR", "3d"): 4})
+    checked = 0
+    for item in PoolItem.objects.all():
+        for rendition in item.renditions.all():
+            for index, path in enumerate(rendition_files(rendition), start=1):
+                key = served_file_key(f"token-{item.pk}")
+                assert personalised_slice(path, key, index) == personalised_dataset(path, key, index), path
+                checked += 1
+    assert checked == 4 + 4 * 6
+
+
 def test_state_and_slices_refuse_cases_not_reached_yet_and_closed_studies(db):
     from readerstudy.studies.lifecycle import close_study
 
@@ -203,6 +224,11 @@ def test_state_and_slices_refuse_cases_not_reached_yet_and_closed_studies(db):
     assert client.get(reverse("read-slice", args=[first.token, 1])).status_code == 200
     assert client.get(reverse("read-state", args=[third.token])).status_code == 409
     assert client.get(reverse("read-slice", args=[third.token, 1])).status_code == 404
+    # The next case's files may be prefetched while the reader answers; its page and state may not.
+    second = AssignedCase.objects.get(assignment__reader=reader, position=2)
+    assert client.get(reverse("read-slice", args=[second.token, 1])).status_code == 200
+    assert client.get(reverse("read-state", args=[second.token])).status_code == 409
+    assert client.get(reverse("read-case", args=[second.token])).status_code == 302
     # The end page is not shown before the end (it used to say "You have answered all 4 cases" at zero).
     response = client.get(reverse("read-done", args=[study.slug]))
     assert response.status_code == 302 and response.url == reverse("read-study", args=[study.slug])

@@ -577,3 +577,42 @@ def test_a_coordinator_tries_a_draft_as_a_reader(live_server, page):
     page.wait_for_url(re.compile(f"/studies/{study.slug}/$"))
     expect(page.locator("body")).to_contain_text("Preview ended; 1 answer(s) discarded.")
     assert not Read.objects.exists()
+
+
+def test_slices_on_their_way_are_stood_in_for_and_the_next_case_is_fetched_before_finish(live_server, page):
+    make_pool(real={("CT", "3d"): 1}, synthetic={("CT", "3d"): 1}, size=48, depth=12)
+    (reader,) = readers(1)
+    open_study_for([reader], {("CT", "3d"): 2}, questions={"confidence": False, "template": "none"})
+    log_in(page, live_server)
+    requested = []
+    page.on("request", lambda r: requested.append(r.url) if "/slices/" in r.url else None)
+
+    slow = {"on": True}
+
+    def delayed(route):  # while slow is on, every slice but the middle one (6 of 12) arrives after 1.5 s
+        if slow["on"] and not route.request.url.endswith("/slices/6"):
+            page.wait_for_timeout(1500)
+        route.continue_()
+    page.route(re.compile(r".*/slices/\d+$"), delayed)
+    page.goto(live_server.url + "/read/test-study/")
+    wait_loaded(page)
+    first_token = page.url.rstrip("/").split("/")[-1]
+    expect(page.locator("#overlay-slice")).to_have_text("Slice 6/12")
+    page.keyboard.press("ArrowDown")
+    # At once: the wanted slice is named, the nearest one here stands in, and the page says so.
+    expect(page.locator("#overlay-slice")).to_have_text("Slice 7/12 (loading)", timeout=500)
+    expect(page.locator("#overlay-slice")).to_have_text("Slice 7/12", timeout=5000)
+    page.wait_for_selector("#viewport[data-stack-loaded=true]", timeout=15000)
+    slow["on"] = False
+    # With the whole stack here, the next case's slices are fetched while the reader answers.
+    for _ in range(100):
+        following = {u for u in requested if first_token not in u}
+        if len(following) == 12:
+            break
+        page.wait_for_timeout(100)
+    assert len(following) == 12, following
+    page.keyboard.press("r")
+    wait_saved(page)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: first_token not in url)
+    wait_loaded(page)

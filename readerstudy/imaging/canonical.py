@@ -30,6 +30,7 @@ import zlib
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -240,13 +241,50 @@ def personalised_slice(path: Path, key: bytes, index: int) -> bytes:
     not be, or a reader could match a case across studies, readers or repeats.
     The caller passes one key per (study, reader, case position): the same
     request gives the same bytes, and no two positions share a UID.
+
+    Every UID the canonical writer stores is 44 characters long, and so is every
+    derived one: the file is personalised by overwriting the UID values in place
+    (their offsets are found once per file), with exactly the bytes
+    `personalised_dataset` would write, at a fraction of the cost.
     """
+    data = bytearray(Path(path).read_bytes())
+    for offset, name in _uid_offsets(str(path)):
+        data[offset:offset + UID_LENGTH] = derived_uid(key, name.format(index=index)).encode()
+    return bytes(data)
+
+
+def personalised_dataset(path: Path, key: bytes, index: int) -> bytes:
+    """`personalised_slice` through pydicom (the reference the fast path is tested against)."""
     ds = pydicom.dcmread(path)
     ds.StudyInstanceUID = derived_uid(key, "study")
     ds.SeriesInstanceUID = derived_uid(key, "series")
     ds.FrameOfReferenceUID = derived_uid(key, "frame-of-reference")
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(key, f"sop:{index}")
     return _file_bytes(ds)
+
+
+UID_LENGTH = 44
+_PERSONAL_UIDS = {"StudyInstanceUID": "study", "SeriesInstanceUID": "series",
+                  "FrameOfReferenceUID": "frame-of-reference", "SOPInstanceUID": "sop:{index}"}
+
+
+@lru_cache(maxsize=200_000)
+def _uid_offsets(path: str) -> tuple:
+    """(byte offset, derived-UID name) of each personal UID value in a canonical file (renditions never change)."""
+    ds = pydicom.dcmread(path)
+    data = Path(path).read_bytes()
+    found = []
+    for keyword, name in _PERSONAL_UIDS.items():
+        value = str(ds[keyword].value).encode()
+        if len(value) != UID_LENGTH:
+            raise ValueError(f"{path}: {keyword} is not a canonical {UID_LENGTH}-character UID")
+        start = 0
+        while (offset := data.find(value, start)) >= 0:  # SOP Instance UID is also in the file meta
+            found.append((offset, name))
+            start = offset + UID_LENGTH
+    if len(found) != len(_PERSONAL_UIDS) + 1:
+        raise ValueError(f"{path}: expected {len(_PERSONAL_UIDS) + 1} personal UID values, found {len(found)}")
+    return tuple(found)
 
 
 def _file_bytes(ds: Dataset) -> bytes:

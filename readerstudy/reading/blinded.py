@@ -105,6 +105,25 @@ def trial_panels(assigned_case: AssignedCase) -> list[AssignedCase]:
                 .select_related("case__item").order_by("panel"))
 
 
+def _next_images(assigned_case: AssignedCase, position, row: dict, config: dict) -> list[str]:
+    """wadouri ids of the next position's axial slices, middle first, when the reader may fetch them."""
+    if row["position"] >= position.total:
+        return []
+    following = position.rows[row["position"]]
+    if not position.may_fetch_files(following):
+        return []
+    members = (AssignedCase.objects.filter(assignment_id=assigned_case.assignment_id, position=following["position"])
+               .select_related("case__item").order_by("panel"))
+    ids = []
+    for member in members:
+        item = member.case.item
+        depth = config["presets"][stratum_key(item.modality, item.dimensionality)][2]
+        middle = (depth - 1) // 2
+        order = sorted(range(depth), key=lambda n: (abs(n - middle), n))
+        ids += ["wadouri:" + slice_url(member.token, n + 1) for n in order]
+    return ids
+
+
 def case_payload(assigned_case: AssignedCase, position) -> dict:
     """The viewer's data for one case (or forced-choice trial): images, questions, own answer, navigation."""
     study = assigned_case.assignment.study
@@ -157,6 +176,8 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
             "worklist": reverse("worklist"),
             "allow_back": config["reading"]["allow_back"],
             "blank_ms": config["reading"]["blank_ms"],
+            # The next case's images, fetched into the browser's cache while the reader answers this one.
+            "prefetch": _next_images(assigned_case, position, row, config),
         },
         "urls": {
             "answer": reverse("read-answer", kwargs={"token": token}),

@@ -173,7 +173,8 @@ class ServedFileView(ReaderCaseMixin, View):
 
     def get(self, request, token, **kwargs):
         case = self.get_case()
-        if not openable(case)[1]:
+        position = reader_position(case.assignment)
+        if not (readable(case.assignment) and position.may_fetch_files(position.row_of(case))):
             raise Http404("This case cannot be opened now.")
         data = self.served(case, **kwargs)
         if data is None:

@@ -71,6 +71,15 @@ class Position:
             return self.config["reading"]["allow_back"]
         return False
 
+    def may_fetch_files(self, row: dict) -> bool:
+        """Files of a case the reader may open, and of the one after the current case in its session
+        (prefetched while they answer; its page and answer stay closed until they get there)."""
+        if self.may_open(row):
+            return True
+        current = self.current
+        return (current is not None and self.locked_until is None and row["position"] == current["position"] + 1
+                and row["session"] == current["session"])
+
     def neighbours(self, row: dict) -> tuple[str | None, str | None]:
         """(previous token the reader may open, next token) around `row`."""
         index = row["position"] - 1

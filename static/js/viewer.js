@@ -116,34 +116,100 @@
     return c.presets.filter(function (p) { return p.auto; })[0];
   }
 
+  // Loading: slices arrive outward from the one being viewed (re-centred whenever the reader moves),
+  // a few at a time; a slice already here is drawn at once, and while a wanted one is on its way the
+  // nearest one here stands in for it (the overlay says so), so no wheel step waits for the network.
+  var PARALLEL = 4;
+  var images = stacks.map(function () { return {}; });  // per stack: slice index -> loaded image
+  var requested = {};
+  var inFlight = 0;
+  var placeholder = false;
+
+  function here(i) { return stacks.every(function (st, k) { return images[k][i]; }); }
+  function load(i) {
+    requested[i] = true;
+    return Promise.all(stacks.map(function (st, k) {
+      return cornerstone.loadAndCacheImage(st.ids[i]).then(function (image) { images[k][i] = image; return image; });
+    }));
+  }
+  function nearest(k, i) {
+    for (var d = 1; d < c.slices; d++) {
+      if (images[k][i - d]) return images[k][i - d];
+      if (images[k][i + d]) return images[k][i + d];
+    }
+    return null;
+  }
+  function draw(i) {
+    placeholder = !here(i);
+    stacks.forEach(function (st, k) {
+      var image = images[k][i] || nearest(k, i);
+      if (!image) return;
+      cornerstone.displayImage(st.el, image, st.shown ? cornerstone.getViewport(st.el) : undefined);
+      st.shown = true;
+    });
+    if (!shown && !placeholder) {
+      shown = true;
+      openingView();
+      stacks.forEach(function (st) { st.el.setAttribute("data-loaded", "true"); });
+    }
+    if (slider) slider.value = i + 1;
+  }
+  function failed() {
+    statusEl.textContent = "The image could not be loaded; reload the page to try again.";
+    statusEl.className = "save-status error";
+  }
+  function pump() {
+    while (inFlight < PARALLEL) {
+      var next = null;
+      for (var d = 0; d < c.slices && next === null; d++) {
+        if (index + d < c.slices && !requested[index + d]) next = index + d;
+        else if (index - d >= 0 && !requested[index - d]) next = index - d;
+      }
+      if (next === null) return;
+      inFlight++;
+      load(next).then(arrived, function () { inFlight--; });
+    }
+  }
+  function arrived() {
+    inFlight--;
+    if (placeholder && here(index)) draw(index);
+    arrivedCheck();
+    pump();
+  }
+
   function show(i) {
     index = Math.max(0, Math.min(c.slices - 1, i));
     visited[index + 1] = true;
+    if (here(index)) { draw(index); pump(); return Promise.resolve(); }
+    if (nearest(0, index)) draw(index);
     var wanted = index;
-    return Promise.all(stacks.map(function (st) { return cornerstone.loadAndCacheImage(st.ids[index]); }))
-    .then(function (images) {
-      if (wanted !== index) return;
-      images.forEach(function (image, k) {
-        var st = stacks[k];
-        cornerstone.displayImage(st.el, image, st.shown ? cornerstone.getViewport(st.el) : undefined);
-        st.shown = true;
-      });
-      if (!shown) {
-        shown = true;
-        openingView();
-        stacks.forEach(function (st) { st.el.setAttribute("data-loaded", "true"); });
-      }
-      if (slider) slider.value = index + 1;
-    }).catch(function () {
-      statusEl.textContent = "The image could not be loaded; reload the page to try again.";
-      statusEl.className = "save-status error";
-    });
+    var loading = requested[index] ? Promise.all(stacks.map(function (st) {
+      return cornerstone.loadAndCacheImage(st.ids[wanted]);
+    })) : (inFlight++, load(index).then(function (r) { inFlight--; return r; }, function (e) { inFlight--; throw e; }));
+    pump();
+    return loading.then(function () { if (wanted === index) draw(index); arrivedCheck(); }).catch(failed);
+  }
+  function arrivedCheck() {  // the whole stack is here: mark it, and start on the next case
+    if (Object.keys(requested).length === c.slices && inFlight === 0 && !element.hasAttribute("data-stack-loaded")) {
+      element.setAttribute("data-stack-loaded", "true");
+      prefetchNextCase();
+    }
+  }
+
+  // While the reader answers, the next case's images come into the browser's cache, so it opens at once.
+  function prefetchNextCase() {
+    var ids = (data.navigation.prefetch || []).slice();
+    (function next() {
+      var id = ids.shift();
+      if (!id) return;
+      cornerstone.loadAndCacheImage(id).then(next, next);
+    })();
   }
 
   stacks.forEach(function (st) {
     st.el.addEventListener("cornerstoneimagerendered", function (event) {
       var voi = event.detail.viewport.voi;
-      sliceLabel.textContent = "Slice " + (index + 1) + "/" + c.slices;
+      sliceLabel.textContent = "Slice " + (index + 1) + "/" + c.slices + (placeholder ? " (loading)" : "");
       windowLabel.textContent = "W " + Math.round(voi.windowWidth) + " L " + Math.round(voi.windowCenter);
       var key = Math.round(voi.windowWidth) + "/" + Math.round(voi.windowCenter);
       if (st.lastVoi !== null && key !== st.lastVoi && !st.programmatic) {
@@ -172,20 +238,6 @@
     }, { passive: false });
   });
   if (slider) slider.addEventListener("input", function () { show(parseInt(slider.value, 10) - 1); });
-
-  // Prefetch the whole stack, outward from the slice shown, so scrolling either way is smooth.
-  function prefetch(centre) {
-    var order = [];
-    for (var d = 1; d < c.slices; d++) {
-      if (centre + d < c.slices) order.push(centre + d);
-      if (centre - d >= 0) order.push(centre - d);
-    }
-    (function next(k) {
-      if (k >= order.length) return;
-      Promise.all(stacks.map(function (st) { return cornerstone.loadAndCacheImage(st.ids[order[k]]); }))
-        .then(function () { next(k + 1); }, function () {});
-    })(0);
-  }
 
   // ---- Window presets, invert, reset, fit, cine ----------------------------------------
   // A preset on every image shown; a percentile window is each image's own.
@@ -656,6 +708,6 @@
   outbox.flush();
   // Volumes open at their middle slice.
   var first = Math.floor((c.slices - 1) / 2);
-  show(first).then(function () { prefetch(first); });
+  show(first);
   window.addEventListener("pagehide", function () { save(answer.submitted); });
 })();
