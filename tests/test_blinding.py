@@ -209,6 +209,11 @@ def test_fast_personalisation_writes_exactly_what_pydicom_would(db):
                 assert personalised_slice(path, key, index) == personalised_dataset(path, key, index), path
                 checked += 1
     assert checked == 4 + 4 * 6
+    # A file changed on disk (as the leak audit's tamper test does) is personalised from what it is now.
+    ds = pydicom.dcmread(path)
+    ds.InstitutionName = "SOMEWHERE ELSE"
+    ds.save_as(path)
+    assert personalised_slice(path, key, index) == personalised_dataset(path, key, index)
 
 
 def test_state_and_slices_refuse_cases_not_reached_yet_and_closed_studies(db):

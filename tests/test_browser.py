@@ -4,6 +4,9 @@ Skipped, loudly, where /usr/bin/chromium or the playwright package is missing
 (`make test` installs both on Debian; see scripts/ensure-chromium).
 """
 
+import csv
+import io
+import json
 import os
 import re
 import shutil
@@ -433,6 +436,16 @@ def test_a_reader_marks_where_a_case_looks_synthetic(live_server, page):
     assert read.label == "fake"
     mark = read.answers["marks"][0]
     assert abs(mark["x"] - 0.5) < 0.05 and abs(mark["y"] - 0.5) < 0.05 and mark["slice"] == 1
+    # Finished, the mark and the comment are in the analysts' answers export.
+    page.click("#submit-case")  # the comment box has the focus: Enter would be a new line
+    page.wait_for_function("() => !location.pathname.endsWith('/" + read.assigned_case.token + "/')")
+    from .studies import make_user
+
+    make_user("ana", "analyst")
+    log_in(page, live_server, "ana")
+    export = page.request.get(live_server.url + "/studies/test-study/analysis/export/answers.csv").text()
+    rows = {r["position"]: r for r in csv.DictReader(io.StringIO(export))}
+    assert json.loads(rows["1"]["marks"]) == read.answers["marks"] and rows["1"]["comment"] == "ribs look painted, rim"
 
 
 def test_dashboard_charts_are_shown_at_their_own_size(live_server, browser):

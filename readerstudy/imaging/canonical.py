@@ -247,8 +247,9 @@ def personalised_slice(path: Path, key: bytes, index: int) -> bytes:
     (their offsets are found once per file), with exactly the bytes
     `personalised_dataset` would write, at a fraction of the cost.
     """
+    stat = os.stat(path)  # a changed file (which the leak audit must see as it is) is looked at afresh
     data = bytearray(Path(path).read_bytes())
-    for offset, name in _uid_offsets(str(path)):
+    for offset, name in _uid_offsets(str(path), stat.st_size, stat.st_mtime_ns):
         data[offset:offset + UID_LENGTH] = derived_uid(key, name.format(index=index)).encode()
     return bytes(data)
 
@@ -269,8 +270,8 @@ _PERSONAL_UIDS = {"StudyInstanceUID": "study", "SeriesInstanceUID": "series",
 
 
 @lru_cache(maxsize=200_000)
-def _uid_offsets(path: str) -> tuple:
-    """(byte offset, derived-UID name) of each personal UID value in a canonical file (renditions never change)."""
+def _uid_offsets(path: str, size: int, mtime_ns: int) -> tuple:
+    """(byte offset, derived-UID name) of each personal UID value in a canonical file of this size and mtime."""
     ds = pydicom.dcmread(path)
     data = Path(path).read_bytes()
     found = []
