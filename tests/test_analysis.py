@@ -175,8 +175,8 @@ def test_exports_stream_every_answer_with_readable_labels(client, answered):
         assert int(row["answers"]) == len(mine)
         assert int(row["said_fake"]) == sum(g[4]["label"] == "fake" for g in mine)
 
-    imrmc = b"".join(client.get(reverse("analysis-export", args=[study.slug, "imrmc.txt"])).streaming_content).decode()
-    lines = imrmc.splitlines()
+    imrmc = b"".join(client.get(reverse("analysis-export", args=[study.slug, "input.imrmc"])).streaming_content)
+    lines = imrmc.decode().splitlines()
     data_lines = lines[lines.index("BEGIN DATA:") + 1:]
     assert sum(line.startswith("-1,") for line in data_lines) == 12
     assert len(data_lines) == 12 + 36 and "NR: 3" in lines and "N1: 6" in lines

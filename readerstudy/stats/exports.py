@@ -125,30 +125,42 @@ def case_csv_rows(study):
                _round(c.mean_anatomy), _round(c.mean_slice_consistency), _round(c.mean_confidence)]
 
 
-def imrmc_lines(study):
-    """iMRMC input format: a header, truth rows (reader -1), then reader, case, modality, score rows.
+IMRMC_MODALITY = "synthetic-detection"
 
-    Score = fakeness (see detection.fakeness_score); positive (1) = synthetic. Regular cases only.
+
+def _header_text(text: str) -> str:
+    """Free text for the iMRMC header: one line, and no colon (iMRMC reads "KEY: value" lines as settings)."""
+    return " ".join(str(text).replace(":", " -").split())
+
+
+def imrmc_lines(study):
+    """iMRMC input (loads in iMRMC and in RJafroc's DfReadDataFile(format = "iMRMC")).
+
+    Free-text header lines (no colons), NR (readers with scores), N0, N1 (regular cases without and with
+    the positive truth), NM, then BEGIN DATA: truth rows `-1,case,0,truth` and score rows
+    `reader,case,modality,score`. Case IDs are the integers of cases.csv's `case` column (RJafroc needs
+    integers); score = fakeness (detection.fakeness_score), positive (1) = synthetic. Regular cases only.
     """
     if is_forced_choice(validate_config(study.config)):
         yield ("iMRMC input holds one rating per reader and case; a forced-choice study has none "
                "(its trials are in answers.csv, its hit rates in the analysis)\n")
         return
-    regular = study.cases.filter(role="regular").select_related("item")
+    regular = study.cases.filter(role="regular").select_related("item").order_by("pk")
     truth = {c.pk: int(c.item.origin == "synthetic") for c in regular}
-    readers = study.assignments.readers().count()
-    yield f"Study: {study.name} ({study.slug}); score: fake +confidence, real -confidence, unsure 0\n"
-    yield f"config sha256: {config_hash(study)}\n"
-    yield f"NR: {readers}\n"
+    scored = [r for r in answer_rows(study) if r["role"] == "regular" and r["label"]]
+    yield _header_text(f"Study {study.name} ({study.slug}), exported by the reader-study platform") + "\n"
+    yield _header_text("Score = fakeness - fake +confidence, real -confidence, unsure 0; truth 1 = synthetic; "
+                       "case IDs as in cases.csv") + "\n"
+    yield f"config sha256 {config_hash(study)}\n"
+    yield f"NR: {len({r['reader'] for r in scored})}\n"
     yield f"N0: {sum(1 for v in truth.values() if v == 0)}\n"
     yield f"N1: {sum(truth.values())}\n"
     yield "NM: 1\n"
     yield "BEGIN DATA:\n"
     for case_id, value in truth.items():
-        yield f"-1,case{case_id},0,{value}\n"
-    for r in answer_rows(study):
-        if r["role"] == "regular" and r["label"]:
-            yield f"{r['reader']},case{r['case_id']},synthetic-detection,{fakeness_score(r['label'], r['confidence'])}\n"
+        yield f"-1,{case_id},0,{value}\n"
+    for r in scored:
+        yield f"{r['reader']},{r['case_id']},{IMRMC_MODALITY},{fakeness_score(r['label'], r['confidence'])}\n"
 
 
 def frozen_config(study) -> dict:
@@ -189,7 +201,8 @@ def _iso(value):
 EXPORTS = {
     "answers.csv": ("text/csv", lambda s: csv_lines(answer_csv_rows(s))),
     "cases.csv": ("text/csv", lambda s: csv_lines(case_csv_rows(s))),
-    "imrmc.txt": ("text/plain", imrmc_lines),
+    "input.imrmc": ("text/plain", imrmc_lines),  # iMRMC and RJafroc open *.imrmc
+    "imrmc.txt": ("text/plain", imrmc_lines),  # the earlier name, kept for old links (downloads as .imrmc)
     "config.json": ("application/json", lambda s: iter([frozen_config_json(s)])),
 }
 
@@ -204,6 +217,8 @@ def streaming_response(study, name: str, actor=None):
     content_type, lines = EXPORTS[name]
     response = StreamingHttpResponse(lines(study), content_type=f"{content_type}; charset=utf-8")
     stem, ext = name.rsplit(".", 1)
+    if lines is imrmc_lines:
+        stem, ext = "input", "imrmc"
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{stem}-{config_hash(study)[:8]}.{ext}"'
     response["Cache-Control"] = "no-store"
     return response
