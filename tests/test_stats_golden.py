@@ -251,3 +251,21 @@ def test_bootstrap_alpha_from_coincidences_equals_the_krippendorff_package():
             expected = krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=domain)
             assert agreement.alpha_from_coincidences(o, np.array(domain, dtype=float), level) == pytest.approx(
                 expected, abs=1e-9), level
+
+
+@pytest.mark.parametrize("covariance", ["jackknife", "delong"])
+def test_each_treatments_interval_is_the_or_analysis_of_its_own_data(covariance):
+    """Per-treatment intervals use that treatment's own Cov2 and MS(R) (Hillis 2007, MRMCaov), not Cov2
+    averaged over treatments: on the Van Dyke data each equals the analysis of that treatment alone."""
+    d = load("vandyke_mrmc_or.json")
+    ratings = np.array(d["input"]["ratings"], dtype=float)
+    both = mrmc.or_analysis(ratings, d["input"]["truth"], covariance, ["t1", "t2"])
+    pooled_cov2 = both["components"]["Cov2"]
+    for t, name in enumerate(["t1", "t2"]):
+        alone = mrmc.or_analysis(ratings[t:t + 1], d["input"]["truth"], covariance, [name])
+        mine, own = both["per_treatment_rrrc"][name], alone["per_treatment_rrrc"][name]
+        for key in ("mean_auc", "se", "df", "Cov2", "MS_R"):
+            assert mine[key] == pytest.approx(own[key], rel=1e-12), key
+        assert mine["ci95"] == pytest.approx(own["ci95"], rel=1e-12)
+        assert own["Cov2"] == pytest.approx(alone["components"]["Cov2"], rel=1e-12)
+        assert abs(own["Cov2"] - pooled_cov2) > 1e-6  # the averaged Cov2 would have given another interval

@@ -321,6 +321,20 @@ def krippendorff_alpha(ratings_by_rater, level: str = "nominal", value_domain=No
     return result
 
 
+PERCENT_AGREEMENT_CONVENTION = (
+    "percent agreement: the share of agreeing pairs among all pairs of readers who rated the same case "
+    "(missing ratings leave their pairs out; a case rated by one reader counts not at all); all identical: "
+    "the share of cases rated by two or more readers on which every rating is the same")
+
+
+def all_identical(ratings) -> float | Undefined:
+    """Share of subjects with two or more ratings on which all ratings agree (None = missing)."""
+    rated = [[v for v in row if v is not None] for row in ratings]
+    rated = [row for row in rated if len(row) >= 2]
+    return sum(len(set(row)) == 1 for row in rated) / len(rated) if rated else Undefined(
+        "no subject was rated by two or more readers")
+
+
 def percent_agreement(ratings) -> float | Undefined:
     """Mean pairwise agreement over subjects x raters ratings (None = missing)."""
     agree = total = 0

@@ -22,6 +22,7 @@ from .forced_choice import analyse_forced_choice
 from .undefined import Undefined, to_jsonable
 
 LABEL_CATEGORIES = ["real", "unsure", "fake"]
+MIN_GENERATOR_CASES = 5  # synthetic cases per generator before generators are compared
 MAX_PAIRWISE_READERS = 10
 
 
@@ -71,6 +72,8 @@ def _agreement(frame: pd.DataFrame, column: str, categories: list, ordinal: bool
     out = {
         "readers": len(readers), "cases": len(subjects),
         "percent_agreement": agreement.percent_agreement(subjects),
+        "all_readers_identical": agreement.all_identical(subjects),
+        "convention": agreement.PERCENT_AGREEMENT_CONVENTION,
         "fleiss_kappa": agreement.fleiss_kappa_ratings(subjects, categories),
         "krippendorff_alpha_nominal": agreement.krippendorff_alpha(by_rater, "nominal", domain, bootstrap, seed),
         "gwet_ac1": agreement.gwet_ac(subjects, categories, "unweighted"),
@@ -186,13 +189,24 @@ def _roc(frame: pd.DataFrame) -> dict:
     else:
         out["mrmc_real_vs_synthetic"] = Undefined("needs two or more readers and both real and synthetic cases")
     generators = sorted(g for g in frame["generator"].unique() if g)
-    if len(generators) >= 2 and len(readers) >= 2:
+    per_generator = frame.drop_duplicates("case_id")["generator"].value_counts()
+    few = [g for g in generators if per_generator.get(g, 0) < MIN_GENERATOR_CASES]
+    if len(generators) >= 2 and few:
+        out["mrmc_generators"] = Undefined(
+            f"comparing generators needs at least {MIN_GENERATOR_CASES} synthetic cases of each; "
+            + ", ".join(f"{g} has {per_generator.get(g, 0)}" for g in few))
+    elif len(generators) >= 2 and len(readers) >= 2:
         case_generator = frame.drop_duplicates("case_id").set_index("case_id").loc[cases, "generator"]
         stacked = []
         for g in generators:
             keep = (case_generator == g) | (case_generator == "")
             stacked.append(np.where(keep.to_numpy()[None, :], pivot.to_numpy(), np.nan))
         out["mrmc_generators"] = mrmc.or_analysis(np.array(stacked), truth.to_numpy(), treatments=generators)
+        if isinstance(out["mrmc_generators"], dict):
+            out["mrmc_generators"]["note"] = (
+                "exploratory: each generator's synthetic cases are its own (a split-plot design) and share the "
+                "real ones; OR/Hillis with the cases outside a treatment left out is not a validated "
+                "split-plot method")
     else:
         out["mrmc_generators"] = Undefined("comparing generators needs synthetic cases from two or more")
     return out

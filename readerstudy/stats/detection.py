@@ -1,5 +1,7 @@
 """Detection of fakes (positive class = synthetic) with an explicit policy for *unsure* answers."""
 
+from scipy import stats
+
 from .proportions import proportion
 from .undefined import Undefined
 
@@ -59,9 +61,18 @@ def detection_metrics(table: dict, policy: str = "exclude", ci_method: str = "wi
         npv = proportion(tn, tn + fn, ci_method, p0=None)
         acc = proportion(tp + tn, tp + tn + fp + fn, ci_method)
     if policy == "half":
-        for metric in (sens, spec, acc):
+        # Counts are fractional: binomial intervals do not apply. Accuracy, sensitivity and specificity are
+        # means of per-answer scores 1 (right), 1/2 (unsure), 0 (wrong): a t interval for a mean.
+        for metric, (right, unsure_n, wrong) in ((sens, (s["fake"], s["unsure"], s["real"])),
+                                                 (spec, (r["real"], r["unsure"], r["fake"])),
+                                                 (acc, (s["fake"] + r["real"], unsure, s["real"] + r["fake"]))):
+            metric["ci95"] = score_mean_ci(right, unsure_n, wrong)
+            metric["ci_method"] = "t interval for the mean score (right 1, unsure 1/2, wrong 0)"
             metric["p_value_vs_chance"] = Undefined("no exact test under half credit: answers are no longer "
                                                     "success/failure trials")
+        for metric in (ppv, npv):
+            metric["ci95"] = Undefined("no interval for a predictive value under half credit "
+                                       "(its denominator counts half answers)")
     balanced = (
         (sens["estimate"] + spec["estimate"]) / 2
         if not isinstance(sens["estimate"], Undefined) and not isinstance(spec["estimate"], Undefined)
@@ -80,6 +91,19 @@ def detection_metrics(table: dict, policy: str = "exclude", ci_method: str = "wi
         },
         "ci_method": ci_method,
     }
+
+
+def score_mean_ci(right: int, half: int, wrong: int, confidence: float = 0.95):
+    """Interval for the mean of `right` ones, `half` halves and `wrong` zeros (t, clipped to [0, 1])."""
+    n = right + half + wrong
+    if n < 2:
+        return Undefined("an interval needs at least two answers")
+    mean = (right + half / 2) / n
+    var = (right * (1 - mean) ** 2 + half * (0.5 - mean) ** 2 + wrong * mean ** 2) / (n - 1)
+    if var == 0:
+        return Undefined("every answer scored the same: the variance cannot be estimated")
+    q = stats.t.ppf(0.5 + confidence / 2, n - 1) * (var / n) ** 0.5
+    return (max(0.0, mean - q), min(1.0, mean + q))
 
 
 def fakeness_score(label: str, confidence: int | None) -> int:

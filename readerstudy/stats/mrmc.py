@@ -15,6 +15,10 @@ from scipy import stats
 from .roc import structural_components
 from .undefined import Undefined
 
+# Below this many cases of a class in a treatment, its AUC variance is not estimated (a single case gives a
+# jackknife of zero, i.e. a falsely exact interval).
+MIN_CASES_PER_CLASS = 2
+
 
 def _components(ratings: np.ndarray, truth: np.ndarray):
     """Per (t, r): AUC and DeLong components over the cases that treatment holds."""
@@ -65,6 +69,28 @@ def covariance_components(cov: np.ndarray, t_n: int, r_n: int) -> dict:
     return {k: float(np.mean(v)) if v else Undefined("needs more treatments or readers") for k, v in groups.items()}
 
 
+def _single_treatment(aucs: np.ndarray, cov: np.ndarray, alpha: float) -> dict:
+    """Hillis (2007) single-test RRRC interval for one treatment's reader AUCs and their covariance matrix.
+
+    var = [MS(R) + r max(Cov2, 0)] / r, df = [MS(R) + r max(Cov2, 0)]^2 / (MS(R)^2 / (r - 1));
+    the interval is clipped to [0, 1], and undefined where there is no variance at all.
+    """
+    r_n = len(aucs)
+    mean = float(aucs.mean())
+    cov2 = float((cov.sum() - np.trace(cov)) / (r_n * (r_n - 1)))
+    ms_r = float(((aucs - mean) ** 2).sum() / (r_n - 1))
+    denom = ms_r + r_n * max(cov2, 0.0)
+    if denom <= 0:
+        reason = "no variance between readers or cases (every AUC the same, covariances not positive)"
+        return {"mean_auc": mean, "se": Undefined(reason), "df": Undefined(reason), "ci95": Undefined(reason),
+                "Cov2": cov2, "MS_R": ms_r}
+    se = np.sqrt(denom / r_n)
+    df = denom**2 / (ms_r**2 / (r_n - 1)) if ms_r > 0 else np.inf
+    q = stats.t.ppf(1 - alpha / 2, df)
+    return {"mean_auc": mean, "se": float(se), "df": float(df), "Cov2": cov2, "MS_R": ms_r,
+            "ci95": (max(0.0, float(mean - q * se)), min(1.0, float(mean + q * se)))}
+
+
 def or_analysis(ratings, truth, covariance: str = "jackknife", treatments=None, confidence: float = 0.95):
     """OR/Hillis analysis of ratings[t][r][k] (NaN = case not in treatment t) against truth[k] (1 = positive).
 
@@ -80,9 +106,12 @@ def or_analysis(ratings, truth, covariance: str = "jackknife", treatments=None, 
         return Undefined("MRMC analysis needs at least two readers")
     if covariance not in ("jackknife", "delong"):
         raise ValueError("covariance must be 'jackknife' or 'delong'")
+    for t in range(t_n):
+        present = ~np.isnan(ratings[t]).all(axis=0)
+        if min((present & truth).sum(), (present & ~truth).sum()) < MIN_CASES_PER_CLASS:
+            return Undefined(f"every treatment needs at least {MIN_CASES_PER_CLASS} cases of each class "
+                             f"(real and synthetic) for its variance")
     aucs, comps = _components(ratings, truth)
-    if np.isnan(aucs).any():
-        return Undefined("every treatment needs both real and synthetic cases")
     cov = _jackknife_cov(ratings, truth, aucs, comps) if covariance == "jackknife" else _delong_cov(ratings, truth, comps)
     comp = covariance_components(cov, t_n, r_n)
     means = aucs.mean(1)
@@ -93,17 +122,16 @@ def or_analysis(ratings, truth, covariance: str = "jackknife", treatments=None, 
         "treatment_mean_auc": means.tolist(), "components": comp,
     }
     alpha = 1 - confidence
-    cov2 = comp["Cov2"] if isinstance(comp["Cov2"], float) else 0.0
-    single = {}
-    for t, name in enumerate(names):
-        ms_r = ((aucs[t] - means[t]) ** 2).sum() / (r_n - 1)
-        denom = ms_r + r_n * max(cov2, 0.0)
-        se = np.sqrt(denom / r_n)
-        df = denom**2 / (ms_r**2 / (r_n - 1)) if ms_r > 0 else np.inf
-        q = stats.t.ppf(1 - alpha / 2, df)
-        single[name] = {"mean_auc": float(means[t]), "se": float(se), "df": float(df),
-                        "ci95": (float(means[t] - q * se), float(means[t] + q * se))}
-    result["per_treatment_rrrc"] = single
+    if t_n == 1:
+        result["per_treatment_rrrc"] = {names[0]: _single_treatment(aucs[0], cov, alpha)}
+    else:
+        # Each treatment's interval is the single-treatment OR analysis of that treatment's own data
+        # (Hillis 2007; as MRMCaov): its own Cov2 and MS(R), over the cases it holds.
+        result["per_treatment_rrrc"] = {}
+        for t, name in enumerate(names):
+            present = ~np.isnan(ratings[t]).all(axis=0)
+            own = or_analysis(ratings[t:t + 1][:, :, present], truth[present], covariance, [name], confidence)
+            result["per_treatment_rrrc"][name] = own if isinstance(own, Undefined) else own["per_treatment_rrrc"][name]
     if t_n < 2:
         result["rrrc"] = Undefined("comparing treatments needs at least two of them")
         return result
@@ -119,7 +147,8 @@ def or_analysis(ratings, truth, covariance: str = "jackknife", treatments=None, 
         diff = float(means[0] - means[1])
         se = np.sqrt(2 / r_n * denom)
         q = stats.t.ppf(1 - alpha / 2, ddf)
-        rrrc["difference"] = {"estimate": diff, "se": float(se), "ci95": (float(diff - q * se), float(diff + q * se))}
+        rrrc["difference"] = {"estimate": diff, "se": float(se),
+                              "ci95": (max(-1.0, float(diff - q * se)), min(1.0, float(diff + q * se)))}
     result["rrrc"] = rrrc
     frrc_denom = comp["Var"] - comp["Cov1"] + (r_n - 1) * (comp["Cov2"] - comp["Cov3"])
     if frrc_denom > 0:

@@ -27,12 +27,20 @@ def reader_auc(truth, score, confidence: float = 0.95) -> dict | Undefined:
         return Undefined("needs both real and synthetic cases")
     v10, v01 = structural_components(pos, neg)
     auc = float(v10.mean())
-    var = (v10.var(ddof=1) / len(pos) if len(pos) > 1 else 0.0) + (v01.var(ddof=1) / len(neg) if len(neg) > 1 else 0.0)
-    se = float(np.sqrt(var))
-    z = stats.norm.ppf(0.5 + confidence / 2)
     thresholds = np.unique(score)[::-1]
     points = [(0.0, 0.0)] + [
         (float((neg >= t).mean()), float((pos >= t).mean())) for t in thresholds
     ]
-    return {"auc": auc, "se_delong": se, "ci95": (max(0.0, auc - z * se), min(1.0, auc + z * se)),
-            "n_positive": int(len(pos)), "n_negative": int(len(neg)), "roc_points": points}
+    result = {"auc": auc, "n_positive": int(len(pos)), "n_negative": int(len(neg)), "roc_points": points}
+    if min(len(pos), len(neg)) < 2:
+        reason = "DeLong's variance needs at least two cases of each class"
+    elif len(thresholds) == 1:
+        reason = "every answer has the same score (e.g. all unsure): the AUC's variance cannot be estimated"
+    else:
+        var = v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg)
+        reason = None if var > 0 else "DeLong's variance is zero (the classes are completely separated)"
+    if reason:
+        return {**result, "se_delong": Undefined(reason), "ci95": Undefined(reason)}
+    se = float(np.sqrt(var))
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    return {**result, "se_delong": se, "ci95": (max(0.0, auc - z * se), min(1.0, auc + z * se))}

@@ -8,6 +8,7 @@ from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 from readerstudy.studies.models import Study
 
 from . import charts, exports, marks
+from .agreement import PERCENT_AGREEMENT_CONVENTION
 from .analysis import OptionError, analysis_options, cached_analysis
 from .detection import POLICIES
 from .proportions import METHODS
@@ -51,7 +52,7 @@ class DashboardView(AnalysisMixin, TemplateView):
         return super().get_context_data(
             study=study, analysis=self.analysis(study), policies=POLICIES, ci_methods=METHODS, query=query,
             charts=charts.CHARTS, metric_keys=["accuracy", "sensitivity", "specificity", "ppv", "npv"],
-            option_error=self.option_error, **options, **kwargs,
+            option_error=self.option_error, agreement_convention=PERCENT_AGREEMENT_CONVENTION, **options, **kwargs,
         )
 
 

@@ -1,0 +1,93 @@
+"""Degenerate data get an undefined variance with the reason, never a falsely exact interval (issue 13, point 3)."""
+
+import json
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from readerstudy.accounts.roles import ANALYST
+from readerstudy.stats import mrmc, roc
+from readerstudy.stats.undefined import Undefined
+from readerstudy.studies.models import AssignedCase
+
+from .studies import make_pool, make_user, open_study_for, readers
+
+
+def test_one_case_of_a_class_all_ties_and_complete_separation_have_no_delong_interval():
+    one = roc.reader_auc([True, False, False, False], [3, 1, 2, 1])
+    assert one["auc"] == 1.0 and one["se_delong"] == Undefined("DeLong's variance needs at least two cases of each class")
+    assert isinstance(one["ci95"], Undefined)
+    tied = roc.reader_auc([True, True, False, False], [0, 0, 0, 0])  # all unsure
+    assert tied["auc"] == 0.5 and "same score" in tied["se_delong"].reason
+    separated = roc.reader_auc([True, True, False, False], [5, 4, -3, -5])
+    assert separated["auc"] == 1.0 and "completely separated" in separated["ci95"].reason
+    usual = roc.reader_auc([True, True, True, False, False, False], [5, 1, 3, -1, 2, -4])
+    assert isinstance(usual["se_delong"], float) and 0 <= usual["ci95"][0] < usual["ci95"][1] <= 1
+
+
+def test_mrmc_needs_two_cases_of_each_class_and_says_when_there_is_no_variance():
+    truth = [1, 0, 0, 0, 0]
+    ratings = np.random.default_rng(1).normal(size=(1, 3, 5))
+    assert mrmc.or_analysis(ratings, truth) == Undefined(
+        "every treatment needs at least 2 cases of each class (real and synthetic) for its variance")
+    tied = np.zeros((1, 3, 6))
+    single = mrmc.or_analysis(tied, [1, 1, 1, 0, 0, 0])["per_treatment_rrrc"]["treatment1"]
+    assert single["mean_auc"] == 0.5 and isinstance(single["ci95"], Undefined)
+
+
+def test_mrmc_intervals_are_clipped_to_0_1():
+    rng = np.random.default_rng(4)
+    truth = np.array([1] * 4 + [0] * 4, dtype=bool)
+    ratings = np.where(truth, 2.0, -2.0)[None, None, :] + rng.normal(0, 0.1, (1, 4, 8))
+    ratings[0, 0, :] = rng.normal(0, 3, 8)  # one reader far worse: a wide interval around a high mean
+    single = mrmc.or_analysis(ratings, truth)["per_treatment_rrrc"]["treatment1"]
+    assert single["ci95"][1] == 1.0 and single["mean_auc"] + 2 * single["se"] > 1
+
+
+@pytest.mark.django_db
+def test_a_generator_with_one_synthetic_case_gets_no_comparison(client):
+    from generation.models import Generator
+
+    from readerstudy.imaging.models import PoolItem
+
+    make_pool(real={("CT", "2d"): 6}, synthetic={("CT", "2d"): 6})
+    other = Generator.objects.create(name="second", version="1", kind=Generator.Kind.EXTERNAL, modalities=["CT"])
+    moved = PoolItem.objects.filter(origin="synthetic").order_by("pk").first()
+    PoolItem.objects.filter(pk=moved.pk).update(generator=other)
+    team = readers(2)
+    study = open_study_for(team, {("CT", "2d"): 12})
+    for reader in team:
+        client.force_login(reader)
+        for case in AssignedCase.objects.filter(assignment__reader=reader).order_by("position"):
+            body = {"label": "fake", "confidence": 1 + case.position % 5, "realism": 1, "anatomy": 1,
+                    "submit": True, "idempotency_key": f"degenerate-{case.pk:05d}"}
+            client.post(reverse("read-answer", args=[case.token]), json.dumps(body), content_type="application/json")
+    client.force_login(make_user("ana", ANALYST))
+    result = client.get(reverse("analysis-json", args=[study.slug])).json()["roc"]["mrmc_generators"]
+    assert result == {"undefined": "comparing generators needs at least 5 synthetic cases of each; second v1 has 1"}
+
+
+def test_half_credit_intervals_are_t_intervals_of_the_mean_score():
+    from scipy import stats
+
+    from readerstudy.stats.detection import detection_metrics
+
+    table = {"synthetic": {"fake": 7, "unsure": 4, "real": 3}, "real": {"real": 6, "unsure": 2, "fake": 4}}
+    result = detection_metrics(table, "half")
+    scores = np.array([1] * 7 + [0.5] * 4 + [0] * 3)  # synthetic cases: sensitivity
+    half = stats.t.ppf(0.975, len(scores) - 1) * scores.std(ddof=1) / np.sqrt(len(scores))
+    assert result["sensitivity"]["estimate"] == pytest.approx(scores.mean())
+    assert result["sensitivity"]["ci95"] == pytest.approx((scores.mean() - half, scores.mean() + half))
+    assert "t interval" in result["accuracy"]["ci_method"]
+    assert isinstance(result["ppv"]["ci95"], Undefined) and isinstance(result["sensitivity"]["p_value_vs_chance"],
+                                                                       Undefined)
+
+
+def test_percent_agreement_states_its_convention_and_all_identical_is_beside_it():
+    from readerstudy.stats import agreement
+
+    ratings = [["a", "a", "a"], ["a", "b", None], ["b", None, None], ["a", "a", "b"]]
+    assert agreement.percent_agreement(ratings) == pytest.approx((3 + 0 + 1) / (3 + 1 + 3))
+    assert agreement.all_identical(ratings) == pytest.approx(1 / 3)  # the case rated once does not count
+    assert "pairs of readers who rated the same case" in agreement.PERCENT_AGREEMENT_CONVENTION
