@@ -91,3 +91,48 @@ def test_percent_agreement_states_its_convention_and_all_identical_is_beside_it(
     assert agreement.percent_agreement(ratings) == pytest.approx((3 + 0 + 1) / (3 + 1 + 3))
     assert agreement.all_identical(ratings) == pytest.approx(1 / 3)  # the case rated once does not count
     assert "pairs of readers who rated the same case" in agreement.PERCENT_AGREEMENT_CONVENTION
+
+
+def test_equivalence_to_chance_is_two_one_sided_tests():
+    from scipy import stats
+
+    result = mrmc.equivalence_test(0.52, 0.02, 12.0, 0.5, 0.10)
+    assert result["p_lower"] == pytest.approx(stats.t.sf((0.52 - 0.40) / 0.02, 12))
+    assert result["p_upper"] == pytest.approx(stats.t.cdf((0.52 - 0.60) / 0.02, 12))
+    assert result["equivalent"] and result["ci90"][0] > 0.40 and result["ci90"][1] < 0.60
+    wide = mrmc.equivalence_test(0.52, 0.08, 12.0, 0.5, 0.10)
+    assert not wide["equivalent"] and wide["p_value"] > 0.05  # cannot tell either way: not shown equivalent
+    assert isinstance(mrmc.equivalence_test(0.5, Undefined("x"), 3.0, 0.5, 0.1), Undefined)
+
+
+@pytest.mark.django_db
+def test_readers_and_cases_random_accuracy_with_equivalence_on_the_dashboard(client):
+    make_pool(real={("CT", "2d"): 6}, synthetic={("CT", "2d"): 6})
+    team = readers(3)
+    study = open_study_for(team, {("CT", "2d"): 12}, analysis={"equivalence_margin": 0.15})
+    rng = np.random.default_rng(2)
+    for reader in team:
+        client.force_login(reader)
+        for case in AssignedCase.objects.filter(assignment__reader=reader).select_related("case__item"):
+            label = ["fake", "real", "unsure"][rng.integers(0, 3)]
+            body = {"label": label, "confidence": 3, "realism": 1, "anatomy": 1, "submit": True,
+                    "idempotency_key": f"equiv-{case.pk:05d}"}
+            client.post(reverse("read-answer", args=[case.token]), json.dumps(body), content_type="application/json")
+    client.force_login(make_user("ana", ANALYST))
+    for policy in ("exclude", "wrong", "half", "three-class"):
+        data = client.get(reverse("analysis-json", args=[study.slug]) + f"?unsure={policy}").json()
+        rc = data["detection"]["readers_and_cases_random"]
+        assert rc["equivalence_margin"] == 0.15
+        for name in ("accuracy", "sensitivity", "specificity"):
+            m = rc[name]
+            if "undefined" in m:
+                continue
+            assert 0 <= m["ci95"][0] <= m["estimate"] <= m["ci95"][1] <= 1, (policy, name)
+            assert m["equivalence"]["bounds"] == pytest.approx([0.35, 0.65])
+    # The accuracy under "wrong" is the readers' mean percent correct over the cases all answered.
+    wrong = client.get(reverse("analysis-json", args=[study.slug]) + "?unsure=wrong").json()
+    acc = wrong["detection"]["readers_and_cases_random"]["accuracy"]
+    per_reader = [v["accuracy"]["estimate"] for v in wrong["detection"]["per_reader"].values()]
+    assert acc["estimate"] == pytest.approx(np.mean(per_reader))
+    page = client.get(reverse("analysis", args=[study.slug])).content.decode()
+    assert "Readers and cases random; equivalence to chance (0.5 ± 0.15)" in page

@@ -15,7 +15,7 @@ from django.urls import reverse
 from readerstudy.imaging.models import Origin
 from readerstudy.reading.answers import AnswerError, save_answer
 from readerstudy.stats.analysis import analyse
-from readerstudy.stats.forced_choice import readers_and_trials_random
+from readerstudy.stats.mrmc import score_or_analysis
 from readerstudy.stats.undefined import Undefined
 from readerstudy.studies.config import StudyConfigError, validate_config
 from readerstudy.studies.models import AssignedCase, StudyCase
@@ -157,15 +157,15 @@ def test_hit_rates_per_reader_pooled_and_with_readers_and_trials_random():
     assert fc["per_reader"]["reader1"]["p_value_vs_chance"] == pytest.approx(2 * 0.5 ** 6)
     assert fc["pooled"]["x"] == 13 and fc["pooled"]["n"] == 18
     rr = fc["readers_and_trials_random"]
-    assert rr["readers"] == 3 and rr["trials"] == 6 and rr["mean_hit_rate"] == pytest.approx(13 / 18)
-    assert 0 <= rr["ci95"][0] < rr["mean_hit_rate"] < rr["ci95"][1] <= 1
+    assert rr["readers"] == 3 and rr["trials"] == 6 and rr["estimate"] == pytest.approx(13 / 18)
+    assert 0 <= rr["ci95"][0] < rr["estimate"] < rr["ci95"][1] <= 1
     assert sum(fc["choices_by_panel"].values()) == 18
 
 
 def test_readers_and_trials_random_inference():
     rng = np.random.default_rng(5)
     hits = (rng.random((4, 30)) < 0.6).astype(float)
-    result = readers_and_trials_random(hits, 0.5)
+    result = score_or_analysis(hits, 0.5, unit="trials")
     # The trial jackknife of a mean is the sample covariance over trials / trials.
     cov = np.cov(hits) / hits.shape[1]
     assert result["Cov2"] == pytest.approx((cov.sum() - np.trace(cov)) / 12)
@@ -178,13 +178,13 @@ def test_readers_and_trials_random_inference():
         ease = rng.normal(0, 1.2, 40)
         p = 1 / (1 + np.exp(-ease))  # population mean 0.5 by symmetry
         sample = (rng.random((5, 40)) < p[None, :]).astype(float)
-        r = readers_and_trials_random(sample, 0.5)
+        r = score_or_analysis(sample, 0.5, unit="trials")
         covered += r["ci95"][0] <= 0.5 <= r["ci95"][1]
         lo, hi = proportion_ci(sample.sum(), sample.size)
         pooled_covered += lo <= 0.5 <= hi
     assert 0.90 <= covered / 300 <= 0.99, covered
     assert pooled_covered / 300 < covered / 300
-    assert readers_and_trials_random(np.ones((3, 5)), 0.5)["se"] == Undefined("no variation between readers or trials")
+    assert score_or_analysis(np.ones((3, 5)), 0.5, unit="trials")["se"] == Undefined("no variation between readers or trials")
 
 
 def test_readers_with_the_real_image_on_different_sides_get_the_same_page_and_data():

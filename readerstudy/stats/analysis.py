@@ -51,6 +51,35 @@ def _detection(frame: pd.DataFrame, policy: str, ci_method: str) -> dict:
     return detection.detection_metrics(detection.confusion(frame["truth"], frame["label"]), policy, ci_method)
 
 
+# Per-answer score under each unsure policy: correct 1, wrong 0; unsure as the policy says (None = left out).
+UNSURE_SCORE = {"exclude": None, "wrong": 0.0, "half": 0.5, "three-class": 0.0}
+
+
+def _readers_and_cases(frame: pd.DataFrame, policy: str, margin: float) -> dict:
+    """Accuracy, sensitivity and specificity with readers and cases random (OR/Hillis single test on the
+    per-answer score), each with the TOST equivalence test of accuracy-like figures against 0.5."""
+    truth_synthetic = frame["truth"] == "synthetic"
+    correct = np.where(frame["label"] == "unsure", np.nan,
+                       ((frame["label"] == "fake") == truth_synthetic).astype(float))
+    unsure = UNSURE_SCORE[policy]
+    if unsure is not None:
+        correct = np.where(frame["label"] == "unsure", unsure, correct)
+    scored = frame.assign(score=correct)
+    out = {"method": "Obuchowski-Rockette/Hillis single test with percent correct as the figure of merit, "
+                     "case jackknife, over the cases every reader answered"
+                     + (" (unsure answers left out)" if unsure is None else ""),
+           "equivalence_margin": margin}
+    for name, rows in (("accuracy", scored), ("sensitivity", scored[truth_synthetic]),
+                       ("specificity", scored[~truth_synthetic])):
+        matrix = rows.pivot_table(index="reader", columns="case_id", values="score", aggfunc="first").dropna(axis=1)
+        result = mrmc.score_or_analysis(matrix.to_numpy(), 0.5) if matrix.shape[1] else Undefined(
+            "no case was answered by every reader")
+        if isinstance(result, dict):
+            result["equivalence"] = mrmc.equivalence_test(result["estimate"], result["se"], result["df"], 0.5, margin)
+        out[name] = result
+    return out
+
+
 def _ratings_matrix(frame: pd.DataFrame, column: str) -> tuple[list, list, list]:
     """(subjects x readers ratings with None, reader names, case ids) for one answer column."""
     pivot = frame.pivot_table(index="case_id", columns="reader", values=column, aggfunc="first")
@@ -272,10 +301,17 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
     buckets = [_experience_bucket(y, t) for y, t in zip(regular["years_experience"], regular["is_trainee"])]
     for bucket, g in regular.assign(bucket=buckets).groupby("bucket"):
         by["by_experience"][bucket] = _detection(g, policy, ci_method)
+    margin = config["analysis"]["equivalence_margin"]
     result["detection"] = {"pooled": _detection(regular, policy, ci_method), **by,
-                           "note": "pooled figures treat answers as independent; see roc.mrmc for reader-"
-                                   "and case-random inference"}
+                           "readers_and_cases_random": _readers_and_cases(regular, policy, margin),
+                           "note": "pooled figures treat answers as independent; readers_and_cases_random "
+                                   "(and roc.mrmc) treat readers and cases as random"}
     result["roc"] = _roc(regular)
+    auc = result["roc"]["mrmc_real_vs_synthetic"]
+    if isinstance(auc, dict):
+        single = auc["per_treatment_rrrc"]["all generators"]
+        auc["equivalence"] = (mrmc.equivalence_test(single["mean_auc"], single["se"], single["df"], 0.5, margin)
+                              if isinstance(single, dict) else single)
     result["agreement"] = {"label": _agreement(regular, "label", LABEL_CATEGORIES, False, bootstrap, seed)}
     for criterion in config["questions"]["criteria"]:
         scale = [o["value"] for o in config["questions"]["scales"][criterion]]

@@ -16,12 +16,12 @@ Readers who cannot tell real from synthetic hit at the chance rate 1/n.
 
 import numpy as np
 from django.db.models import F
-from scipy import stats
 
 from readerstudy.imaging.models import Origin
 from readerstudy.reading.models import Read
 from readerstudy.studies.models import AssignedCase, StudyCase
 
+from .mrmc import score_or_analysis
 from .proportions import binomial_test, proportion
 from .undefined import Undefined
 
@@ -74,41 +74,6 @@ def hit_rate(hits: int, n: int, chance: float) -> dict:
     return result
 
 
-def readers_and_trials_random(hits: np.ndarray, chance: float, confidence: float = 0.95) -> dict:
-    """OR/Hillis single-test inference for the mean hit rate; `hits` is readers x trials (0/1)."""
-    hits = np.asarray(hits, dtype=float)
-    r_n, t_n = hits.shape
-    if r_n < 2:
-        return Undefined("needs at least two readers who answered the same trials")
-    if t_n < 2:
-        return Undefined("needs at least two trials answered by every reader")
-    theta = hits.mean(axis=1)
-    pseudo = (t_n * theta[None, :] - hits.T) / (t_n - 1)  # trials x readers: leave one trial out
-    centred = pseudo - pseudo.mean(axis=0)
-    cov = (t_n - 1) / t_n * centred.T @ centred
-    cov2 = float((cov.sum() - np.trace(cov)) / (r_n * (r_n - 1)))
-    ms_r = float(np.var(theta, ddof=1))
-    spread = ms_r + r_n * max(cov2, 0.0)
-    mean = float(theta.mean())
-    result = {"mean_hit_rate": mean, "readers": r_n, "trials": t_n, "chance": chance,
-              "MS_R": ms_r, "Var": float(np.trace(cov) / r_n), "Cov2": cov2}
-    if spread <= 0:
-        result.update(se=Undefined("no variation between readers or trials"),
-                      ci95=Undefined("no variation between readers or trials"),
-                      p_value_vs_chance=Undefined("no variation between readers or trials"))
-        return result
-    se = float(np.sqrt(spread / r_n))
-    df = float(spread ** 2 / (ms_r ** 2 / (r_n - 1))) if ms_r > 0 else float("inf")
-    q = stats.t.ppf(0.5 + confidence / 2, df)
-    t_stat = (mean - chance) / se
-    result.update(
-        se=se, df=df if np.isfinite(df) else Undefined("infinite (no variation between readers)"),
-        ci95=[max(0.0, mean - q * se), min(1.0, mean + q * se)],  # clipped to [0, 1]
-        t=float(t_stat), p_value_vs_chance=float(2 * stats.t.sf(abs(t_stat), df)),
-    )
-    return result
-
-
 def analyse_forced_choice(study, config: dict) -> dict:
     """The forced-choice section of the analysis (regular trials; calibration trials are left out)."""
     alternatives = config["design"]["alternatives"]
@@ -136,7 +101,7 @@ def analyse_forced_choice(study, config: dict) -> dict:
                    "note": "answers treated as independent; see readers_and_trials_random"},
         "per_reader": per_reader,
         "by_stratum": by_stratum,
-        "readers_and_trials_random": readers_and_trials_random(matrix, chance) if common else
+        "readers_and_trials_random": score_or_analysis(matrix, chance, unit="trials") if common else
         Undefined("no trial was answered by every reader"),
         # Where readers clicked, whatever the truth: a strong side preference is worth knowing.
         "choices_by_panel": positions,

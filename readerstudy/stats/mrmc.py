@@ -91,6 +91,58 @@ def _single_treatment(aucs: np.ndarray, cov: np.ndarray, alpha: float) -> dict:
             "ci95": (max(0.0, float(mean - q * se)), min(1.0, float(mean + q * se)))}
 
 
+def score_or_analysis(scores, null: float, confidence: float = 0.95, unit: str = "cases") -> dict:
+    """Readers and cases random for a figure of merit that is a mean of per-case scores (percent correct,
+    hit rate; scores in [0, 1]): the Obuchowski-Rockette single test with Hillis (2007) df.
+
+    `scores` is readers x cases, complete. Covariances of the reader means come from the case jackknife
+    (for a mean it equals the sample covariance over cases / cases): var = [MS(R) + r max(Cov2, 0)] / r,
+    df = [MS(R) + r max(Cov2, 0)]^2 / (MS(R)^2 / (r - 1)). The interval is clipped to [0, 1]; `se`, `df`
+    and the test against `null` come with it for equivalence tests.
+    """
+    scores = np.asarray(scores, dtype=float)
+    r_n, k_n = scores.shape
+    if r_n < 2:
+        return Undefined(f"needs at least two readers who answered the same {unit}")
+    if k_n < 2:
+        return Undefined(f"needs at least two {unit} answered by every reader")
+    theta = scores.mean(axis=1)
+    pseudo = (k_n * theta[None, :] - scores.T) / (k_n - 1)  # cases x readers: leave one case out
+    centred = pseudo - pseudo.mean(axis=0)
+    cov = (k_n - 1) / k_n * centred.T @ centred
+    cov2 = float((cov.sum() - np.trace(cov)) / (r_n * (r_n - 1)))
+    ms_r = float(np.var(theta, ddof=1))
+    spread = ms_r + r_n * max(cov2, 0.0)
+    mean = float(theta.mean())
+    result = {"estimate": mean, "readers": r_n, unit: k_n, "null": null, "MS_R": ms_r,
+              "Var": float(np.trace(cov) / r_n), "Cov2": cov2}
+    if spread <= 0:
+        reason = f"no variation between readers or {unit}"
+        return {**result, "se": Undefined(reason), "df": Undefined(reason), "ci95": Undefined(reason),
+                "p_value_vs_null": Undefined(reason)}
+    se = float(np.sqrt(spread / r_n))
+    df = float(spread ** 2 / (ms_r ** 2 / (r_n - 1))) if ms_r > 0 else float("inf")
+    q = stats.t.ppf(0.5 + confidence / 2, df)
+    t_stat = (mean - null) / se
+    return {**result, "se": se, "df": df if np.isfinite(df) else 1e9,
+            "ci95": [max(0.0, mean - q * se), min(1.0, mean + q * se)],
+            "t": float(t_stat), "p_value_vs_null": float(2 * stats.t.sf(abs(t_stat), df))}
+
+
+def equivalence_test(estimate: float, se, df, null: float, margin: float) -> dict:
+    """TOST: is the figure within null ± margin? Two one-sided t tests; equivalent when both reject at 5 %
+    (the same as the 90 % interval lying inside the margins)."""
+    if isinstance(se, Undefined) or isinstance(df, Undefined):
+        return Undefined(f"needs a variance ({se.reason if isinstance(se, Undefined) else df.reason})")
+    lower, upper = null - margin, null + margin
+    p_lower = float(stats.t.sf((estimate - lower) / se, df))
+    p_upper = float(stats.t.cdf((estimate - upper) / se, df))
+    q = stats.t.ppf(0.95, df)
+    return {"null": null, "margin": margin, "bounds": [lower, upper], "p_lower": p_lower, "p_upper": p_upper,
+            "p_value": max(p_lower, p_upper), "ci90": [estimate - q * se, estimate + q * se],
+            "equivalent": max(p_lower, p_upper) < 0.05}
+
+
 def or_analysis(ratings, truth, covariance: str = "jackknife", treatments=None, confidence: float = 0.95):
     """OR/Hillis analysis of ratings[t][r][k] (NaN = case not in treatment t) against truth[k] (1 = positive).
 

@@ -52,7 +52,8 @@ class DashboardView(AnalysisMixin, TemplateView):
         return super().get_context_data(
             study=study, analysis=self.analysis(study), policies=POLICIES, ci_methods=METHODS, query=query,
             charts=charts.CHARTS, metric_keys=["accuracy", "sensitivity", "specificity", "ppv", "npv"],
-            option_error=self.option_error, agreement_convention=PERCENT_AGREEMENT_CONVENTION, **options, **kwargs,
+            option_error=self.option_error, agreement_convention=PERCENT_AGREEMENT_CONVENTION,
+            random_effects_figures=("accuracy", "sensitivity", "specificity"), **options, **kwargs,
         )
 
 

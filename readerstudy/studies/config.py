@@ -16,6 +16,8 @@ Layout:
                          "allow_near_copies": bool, "near_copy_reason": str,
                          "allow_training_data": bool, "training_data_reason": str}
     matrix              {"size": int|None, "depth": int|None}  None = smallest in the stratum
+    analysis            {"equivalence_margin": 0.10}: "readers cannot tell" = accuracy and AUC within
+                        0.5 ± margin (TOST)
     presets             {"CT/3d": [rows, cols, depth]}  fixed when cases are drawn
     drawn               {"excluded": {reason: n}, "regular": {stratum: {"real": n, "synthetic": n}},
                          "orientation": {stratum: "radiological-axial" or None}}
@@ -87,6 +89,7 @@ def default_config() -> dict:
         "reading": dict(DEFAULT_READING),
         "sampling": dict(DEFAULT_SAMPLING),
         "matrix": {"size": None, "depth": None},
+        "analysis": {"equivalence_margin": 0.10},
         "presets": {},
         "drawn": {},
     }
@@ -138,6 +141,13 @@ def validate_config(raw: dict) -> dict:
 
     if not isinstance(config["drawn"], dict) or not isinstance(config["presets"], dict):
         raise StudyConfigError("presets and drawn are written when cases are drawn and must be objects")
+    analysis = config["analysis"]
+    if not isinstance(analysis, dict) or set(analysis) - {"equivalence_margin"}:
+        raise StudyConfigError("analysis options must be an object with equivalence_margin")
+    config["analysis"] = analysis = {"equivalence_margin": 0.10, **analysis}
+    margin = analysis["equivalence_margin"]
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 0.5:
+        raise StudyConfigError(f"the equivalence margin must be a number above 0 and below 0.5, got {margin!r}")
     matrix = config["matrix"]
     if not isinstance(matrix, dict) or set(matrix) != {"size", "depth"}:
         raise StudyConfigError("matrix must have exactly size and depth (null = smallest in the stratum)")

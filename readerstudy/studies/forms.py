@@ -87,6 +87,9 @@ class StudyForm(forms.Form):
                                      help_text="Pixels per side; empty: the smallest item in each stratum.")
     matrix_depth = forms.IntegerField(min_value=2, max_value=1024, required=False,
                                       help_text="Slices per volume; empty: the smallest volume in the stratum.")
+    equivalence_margin = forms.FloatField(
+        min_value=0.01, max_value=0.49, initial=0.10, required=False, label="Equivalence margin",
+        help_text="“Readers cannot tell” means accuracy and AUC within 0.5 ± this margin (two one-sided tests).")
     seed = forms.IntegerField(min_value=0, max_value=2**53, required=False,
                               help_text="Empty: a random seed, stored with the study.")
 
@@ -118,6 +121,7 @@ class StudyForm(forms.Form):
             "synthetic_percent": round(c["synthetic_fraction"] * 100), "generators": c["generators"],
             "confidence": c["questions"]["confidence"], "template": c["questions"]["template"],
             "criteria": c["questions"]["criteria"], "marks": c["questions"]["marks"], "matrix_size": c["matrix"]["size"],
+            "equivalence_margin": c["analysis"]["equivalence_margin"],
             "design": str(c["design"]["alternatives"]) if c["design"]["kind"] == FORCED_CHOICE else SINGLE,
             "matrix_depth": c["matrix"]["depth"], **c["reading"], **c["sampling"],
         }
@@ -162,6 +166,7 @@ class StudyForm(forms.Form):
             sampling={k: data.get(k) for k in ("max_per_group", "truth_count", "allow_near_copies",
                                                "near_copy_reason", "allow_training_data", "training_data_reason")},
             matrix={"size": data.get("matrix_size"), "depth": data.get("matrix_depth")},
+            analysis={"equivalence_margin": data.get("equivalence_margin") or 0.10},
         )
         try:
             self.config = validate_config(config)
