@@ -136,3 +136,46 @@ def test_readers_and_cases_random_accuracy_with_equivalence_on_the_dashboard(cli
     assert acc["estimate"] == pytest.approx(np.mean(per_reader))
     page = client.get(reverse("analysis", args=[study.slug])).content.decode()
     assert "Readers and cases random; equivalence to chance (0.5 ± 0.15)" in page
+
+
+@pytest.mark.django_db
+def test_an_auc_per_rating_criterion_reads_a_low_rating_as_synthetic(client):
+    from scipy import stats
+
+    make_pool(real={("CT", "2d"): 6}, synthetic={("CT", "2d"): 6})
+    team = readers(2)
+    study = open_study_for(team, {("CT", "2d"): 12})
+    rng = np.random.default_rng(8)
+    given = {}
+    for reader in team:
+        client.force_login(reader)
+        for case in AssignedCase.objects.filter(assignment__reader=reader).select_related("case__item"):
+            synthetic = case.case.item.origin == "synthetic"
+            realism = int(np.clip(rng.integers(1, 4) + (0 if synthetic else 1), 1, 4))
+            given.setdefault(reader.username, []).append((synthetic, realism))
+            body = {"label": "fake", "confidence": 2, "realism": realism, "anatomy": 1 if synthetic else 4,
+                    "submit": True, "idempotency_key": f"rating-{case.pk:05d}"}
+            client.post(reverse("read-answer", args=[case.token]), json.dumps(body), content_type="application/json")
+    client.force_login(make_user("ana", ANALYST))
+    by_rating = client.get(reverse("analysis-json", args=[study.slug])).json()["roc"]["by_rating"]
+    for reader, rows in given.items():
+        syn = [r for s, r in rows if s]
+        real = [r for s, r in rows if not s]
+        u = stats.mannwhitneyu(real, syn).statistic  # P(real rated higher) + ties / 2
+        assert by_rating["realism"]["per_reader"][reader]["auc"] == pytest.approx(u / (len(syn) * len(real)))
+    anatomy = by_rating["anatomy"]
+    assert all(a["auc"] == 1.0 for a in anatomy["per_reader"].values())  # anatomy separates completely
+    assert "completely separated" in anatomy["per_reader"]["reader1"]["ci95"]["undefined"]
+    assert by_rating["realism"]["mrmc"]["per_treatment_rrrc"]["realism"]["mean_auc"] > 0.5
+    assert "From the ratings" in client.get(reverse("analysis", args=[study.slug])).content.decode()
+
+
+def test_icc_of_raters_who_agree_exactly_is_one_without_an_interval():
+    from readerstudy.stats import agreement
+
+    result = agreement.icc([[1, 1], [3, 3], [4, 4], [2, 2]])
+    assert result["ICC2"]["value"] == pytest.approx(1.0) and result["ICC3"]["value"] == pytest.approx(1.0)
+    assert isinstance(result["ICC2"]["ci95"], Undefined) and isinstance(result["ICC3"]["F"], Undefined)
+    shifted = agreement.icc([[1, 2], [3, 4], [4, 5], [2, 3]])  # consistent, not in absolute agreement
+    assert shifted["ICC3"]["value"] == pytest.approx(1.0) and shifted["ICC2"]["value"] < 1
+    assert isinstance(shifted["ICC1"]["ci95"], tuple)  # the one-way form still has its residual

@@ -371,7 +371,19 @@ def icc(ratings, confidence: float = 0.95) -> dict | Undefined:
     wms = (ss_cols + ss_err) / (n * (k - 1))
     if bms == 0 and ems == 0:
         return Undefined("no variation between targets or raters")
-    a = 1 - confidence
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = _icc_forms(bms, jms, ems, wms, n, k, 1 - confidence)
+    # Raters who agree exactly leave no residual variance: the ICC is still defined, its F test and
+    # interval are not (they divide by it).
+    for zero, forms in ((ems == 0, ("ICC3", "ICC3k", "ICC2", "ICC2k")), (wms == 0, ("ICC1", "ICC1k"))):
+        if zero:
+            reason = "no residual variance (the raters agree exactly): no F test or interval"
+            for form in forms:
+                out[form].update({key: Undefined(reason) for key in ("F", "p", "ci95") if key in out[form]})
+    return out
+
+
+def _icc_forms(bms, jms, ems, wms, n, k, a) -> dict:
     out = {"anova": {"BMS": bms, "JMS": jms, "EMS": ems, "WMS": wms, "n_targets": n, "n_raters": k}}
 
     f1 = bms / wms

@@ -241,6 +241,32 @@ def _roc(frame: pd.DataFrame) -> dict:
     return out
 
 
+def _roc_by_rating(frame: pd.DataFrame, config: dict) -> dict:
+    """AUC per rating criterion: the rating as a reader's confidence that the image is real (a lower rating
+    = more likely synthetic), per reader (DeLong) and with readers and cases random (OR/Hillis)."""
+    out = {}
+    for criterion in config["questions"]["criteria"]:
+        rated = frame[frame[criterion].notna()]
+        if rated.empty:
+            out[criterion] = Undefined("no ratings")
+            continue
+        rated = rated.assign(score=-rated[criterion].astype(float))
+        readers = sorted(rated["reader"].unique())
+        cases = sorted(rated["case_id"].unique())
+        truth = rated.drop_duplicates("case_id").set_index("case_id").loc[cases, "truth"] == "synthetic"
+        pivot = rated.pivot_table(index="reader", columns="case_id", values="score", aggfunc="first").reindex(
+            index=readers, columns=cases)
+        out[criterion] = {
+            "title": CRITERIA[criterion],
+            "score": "minus the rating (the lowest anchor is the most synthetic-looking)",
+            "per_reader": {reader: roc.reader_auc(g["truth"] == "synthetic", g["score"])
+                           for reader, g in rated.groupby("reader")},
+            "mrmc": mrmc.or_analysis(pivot.to_numpy()[None, :, :], truth.to_numpy(), treatments=[criterion])
+            if len(readers) >= 2 else Undefined("needs two or more readers"),
+        }
+    return out
+
+
 class OptionError(ValueError):
     """A bad analysis option (query parameter); the message names it and the choices."""
 
@@ -307,6 +333,7 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
                            "note": "pooled figures treat answers as independent; readers_and_cases_random "
                                    "(and roc.mrmc) treat readers and cases as random"}
     result["roc"] = _roc(regular)
+    result["roc"]["by_rating"] = _roc_by_rating(regular, config)
     auc = result["roc"]["mrmc_real_vs_synthetic"]
     if isinstance(auc, dict):
         single = auc["per_treatment_rrrc"]["all generators"]
