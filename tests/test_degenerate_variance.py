@@ -179,3 +179,28 @@ def test_icc_of_raters_who_agree_exactly_is_one_without_an_interval():
     shifted = agreement.icc([[1, 2], [3, 4], [4, 5], [2, 3]])  # consistent, not in absolute agreement
     assert shifted["ICC3"]["value"] == pytest.approx(1.0) and shifted["ICC2"]["value"] < 1
     assert isinstance(shifted["ICC1"]["ci95"], tuple)  # the one-way form still has its residual
+
+
+@pytest.mark.django_db
+def test_reading_behaviour_shows_learning_over_the_list(client):
+    make_pool(real={("CT", "2d"): 10}, synthetic={("CT", "2d"): 10})
+    team = readers(4)
+    study = open_study_for(team, {("CT", "2d"): 20}, questions={"confidence": False, "template": "none"})
+    rng = np.random.default_rng(3)
+    for reader in team:
+        client.force_login(reader)
+        for case in AssignedCase.objects.filter(assignment__reader=reader).select_related("case__item"):
+            right = rng.random() < 0.3 + 0.6 * (case.position - 1) / 19  # better and better
+            truth = case.case.item.origin == "synthetic"
+            label = "fake" if truth == right else "real"
+            body = {"label": label, "submit": True, "idempotency_key": f"behaviour-{case.pk:05d}",
+                    "duration_ms": 1000 + 100 * case.position}
+            client.post(reverse("read-answer", args=[case.token]), json.dumps(body), content_type="application/json")
+    client.force_login(make_user("ana", ANALYST))
+    b = client.get(reverse("analysis-json", args=[study.slug])).json()["reading_behaviour"]
+    places = b["by_place_in_list"]
+    assert sum(r["n"] for r in places.values()) == 80 and set(b["by_session"]) == {"session 1"}
+    assert places["quarter 4 of the list"]["estimate"] > places["quarter 1 of the list"]["estimate"]
+    trend = b["trend_over_the_list"]
+    assert trend["odds_ratio"] > 1 and trend["p"] < 0.05
+    assert "Reading behaviour" in client.get(reverse("analysis", args=[study.slug])).content.decode()

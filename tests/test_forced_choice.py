@@ -184,7 +184,7 @@ def test_readers_and_trials_random_inference():
         pooled_covered += lo <= 0.5 <= hi
     assert 0.90 <= covered / 300 <= 0.99, covered
     assert pooled_covered / 300 < covered / 300
-    assert score_or_analysis(np.ones((3, 5)), 0.5, unit="trials")["se"] == Undefined("no variation between readers or trials")
+    assert isinstance(score_or_analysis(np.ones((3, 5)), 0.5, unit="trials")["se"], Undefined)
 
 
 def test_readers_with_the_real_image_on_different_sides_get_the_same_page_and_data():

@@ -19,6 +19,7 @@ from readerstudy.studies.scales import CRITERIA
 from . import agreement, detection, mrmc, roc, scores
 from .data import answer_rows
 from .forced_choice import analyse_forced_choice
+from .proportions import proportion
 from .undefined import Undefined, to_jsonable
 
 LABEL_CATEGORIES = ["real", "unsure", "fake"]
@@ -35,7 +36,7 @@ def answers_frame(study) -> pd.DataFrame:
     rows = list(answer_rows(study))
     columns = ["reader", "case_id", "role", "repeat_of", "modality", "dimensionality", "truth", "generator",
                "label", "confidence", "realism", "anatomy", "slice_consistency", "duration_ms",
-               "years_experience", "is_trainee"]
+               "years_experience", "is_trainee", "position", "session"]
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
 
 
@@ -267,6 +268,59 @@ def _roc_by_rating(frame: pd.DataFrame, config: dict) -> dict:
     return out
 
 
+def _reading_behaviour(frame: pd.DataFrame, bins: int = 4) -> dict | Undefined:
+    """Accuracy by where a case came in the reader's list (learning, fatigue), by time spent and by session.
+
+    Definite answers only (unsure left out). Bins are quarters of each reader's own list (and of each
+    reader's own times), so readers with longer or slower lists weigh alike; the trend is a logistic
+    regression of correct on the relative position (0 = first case, 1 = last) with one intercept per reader.
+    """
+    definite = frame[frame["label"].isin(["fake", "real"])].copy()
+    if len(definite) < 2 * bins:
+        return Undefined(f"needs at least {2 * bins} definite answers")
+    definite["correct"] = ((definite["label"] == "fake") == (definite["truth"] == "synthetic")).astype(int)
+    definite["relative"] = definite.groupby("reader")["position"].rank(pct=True, method="first")
+    definite["place"] = np.minimum((definite["relative"] * bins).apply(np.ceil).astype(int), bins)
+    definite["speed"] = definite.groupby("reader")["duration_ms"].rank(pct=True, method="first").mul(bins).apply(
+        np.ceil).astype(int).clip(1, bins)
+
+    def table(column, labels):
+        rows = {}
+        for value, g in definite.groupby(column):
+            rows[labels(value)] = proportion(int(g["correct"].sum()), len(g), p0=None)
+        return rows
+
+    out = {
+        "unit": "definite answers (unsure left out)",
+        "by_place_in_list": table("place", lambda q: f"quarter {q} of the list"),
+        "by_time_spent": table("speed", lambda q: f"quarter {q} by time (1 = fastest)"),
+        "by_session": table("session", lambda s: f"session {s}"),
+    }
+    out["trend_over_the_list"] = _position_trend(definite)
+    return out
+
+
+def _position_trend(definite: pd.DataFrame) -> dict | Undefined:
+    """Logistic slope of correct on relative position with a per-reader intercept (odds ratio first -> last)."""
+    import statsmodels.api as sm
+
+    if definite["correct"].nunique() < 2:
+        return Undefined("every definite answer is right (or every one wrong): no trend can be fitted")
+    design = pd.get_dummies(definite["reader"], dtype=float)
+    design["relative_position"] = definite["relative"].to_numpy()
+    try:
+        fit = sm.Logit(definite["correct"].to_numpy(), design.to_numpy()).fit(disp=0)
+    except Exception as exc:  # perfect separation and similar: no estimate
+        return Undefined(f"the logistic fit failed ({type(exc).__name__})")
+    slope, se = float(fit.params[-1]), float(fit.bse[-1])
+    if not np.isfinite(se):
+        return Undefined("the logistic fit has no finite standard error (separation)")
+    return {"log_odds_ratio_first_to_last": slope, "se": se,
+            "odds_ratio": float(np.exp(slope)),
+            "ci95_odds_ratio": [float(np.exp(slope - 1.96 * se)), float(np.exp(slope + 1.96 * se))],
+            "p": float(fit.pvalues[-1]), "model": "logit(correct) = reader + slope x relative position"}
+
+
 class OptionError(ValueError):
     """A bad analysis option (query parameter); the message names it and the choices."""
 
@@ -344,6 +398,7 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
         scale = [o["value"] for o in config["questions"]["scales"][criterion]]
         result["agreement"][criterion] = _agreement(regular, criterion, scale, True, bootstrap, seed)
     result["intra_reader"] = _intra_reader(answers, config)
+    result["reading_behaviour"] = _reading_behaviour(regular)
     result["scores"] = _scores(regular, config)
     return to_jsonable(result)
 

@@ -69,26 +69,29 @@ def covariance_components(cov: np.ndarray, t_n: int, r_n: int) -> dict:
     return {k: float(np.mean(v)) if v else Undefined("needs more treatments or readers") for k, v in groups.items()}
 
 
-def _single_treatment(aucs: np.ndarray, cov: np.ndarray, alpha: float) -> dict:
-    """Hillis (2007) single-test RRRC interval for one treatment's reader AUCs and their covariance matrix.
-
-    var = [MS(R) + r max(Cov2, 0)] / r, df = [MS(R) + r max(Cov2, 0)]^2 / (MS(R)^2 / (r - 1));
-    the interval is clipped to [0, 1], and undefined where there is no variance at all.
-    """
-    r_n = len(aucs)
-    mean = float(aucs.mean())
+def _single_test(foms: np.ndarray, cov: np.ndarray, alpha: float) -> dict:
+    """Hillis (2007) single-test RRRC inference for readers' figures of merit and their covariance matrix:
+    var = [MS(R) + r max(Cov2, 0)] / r, df = [MS(R) + r max(Cov2, 0)]^2 / (MS(R)^2 / (r - 1)); the
+    interval clipped to [0, 1]; se, df and interval undefined where there is no variance at all."""
+    r_n = len(foms)
+    mean = float(foms.mean())
     cov2 = float((cov.sum() - np.trace(cov)) / (r_n * (r_n - 1)))
-    ms_r = float(((aucs - mean) ** 2).sum() / (r_n - 1))
+    ms_r = float(((foms - mean) ** 2).sum() / (r_n - 1))
     denom = ms_r + r_n * max(cov2, 0.0)
+    out = {"mean": mean, "Cov2": cov2, "MS_R": ms_r, "Var": float(np.trace(cov) / r_n)}
     if denom <= 0:
-        reason = "no variance between readers or cases (every AUC the same, covariances not positive)"
-        return {"mean_auc": mean, "se": Undefined(reason), "df": Undefined(reason), "ci95": Undefined(reason),
-                "Cov2": cov2, "MS_R": ms_r}
-    se = np.sqrt(denom / r_n)
-    df = denom**2 / (ms_r**2 / (r_n - 1)) if ms_r > 0 else np.inf
+        reason = "no variance between readers or cases (every reader the same, covariances not positive)"
+        return {**out, "se": Undefined(reason), "df": Undefined(reason), "ci95": Undefined(reason)}
+    se = float(np.sqrt(denom / r_n))
+    df = float(denom**2 / (ms_r**2 / (r_n - 1))) if ms_r > 0 else float("inf")
     q = stats.t.ppf(1 - alpha / 2, df)
-    return {"mean_auc": mean, "se": float(se), "df": float(df), "Cov2": cov2, "MS_R": ms_r,
-            "ci95": (max(0.0, float(mean - q * se)), min(1.0, float(mean + q * se)))}
+    return {**out, "se": se, "df": df, "ci95": (max(0.0, mean - q * se), min(1.0, mean + q * se))}
+
+
+def _single_treatment(aucs: np.ndarray, cov: np.ndarray, alpha: float) -> dict:
+    """One treatment's mean AUC with its single-test interval."""
+    test = _single_test(aucs, cov, alpha)
+    return {"mean_auc": test["mean"], **{k: test[k] for k in ("se", "df", "ci95", "Cov2", "MS_R")}}
 
 
 def score_or_analysis(scores, null: float, confidence: float = 0.95, unit: str = "cases") -> dict:
@@ -96,9 +99,8 @@ def score_or_analysis(scores, null: float, confidence: float = 0.95, unit: str =
     hit rate; scores in [0, 1]): the Obuchowski-Rockette single test with Hillis (2007) df.
 
     `scores` is readers x cases, complete. Covariances of the reader means come from the case jackknife
-    (for a mean it equals the sample covariance over cases / cases): var = [MS(R) + r max(Cov2, 0)] / r,
-    df = [MS(R) + r max(Cov2, 0)]^2 / (MS(R)^2 / (r - 1)). The interval is clipped to [0, 1]; `se`, `df`
-    and the test against `null` come with it for equivalence tests.
+    (for a mean it equals the sample covariance over cases / cases); `se`, `df` and the t test against
+    `null` come with the interval, for equivalence tests.
     """
     scores = np.asarray(scores, dtype=float)
     r_n, k_n = scores.shape
@@ -109,24 +111,12 @@ def score_or_analysis(scores, null: float, confidence: float = 0.95, unit: str =
     theta = scores.mean(axis=1)
     pseudo = (k_n * theta[None, :] - scores.T) / (k_n - 1)  # cases x readers: leave one case out
     centred = pseudo - pseudo.mean(axis=0)
-    cov = (k_n - 1) / k_n * centred.T @ centred
-    cov2 = float((cov.sum() - np.trace(cov)) / (r_n * (r_n - 1)))
-    ms_r = float(np.var(theta, ddof=1))
-    spread = ms_r + r_n * max(cov2, 0.0)
-    mean = float(theta.mean())
-    result = {"estimate": mean, "readers": r_n, unit: k_n, "null": null, "MS_R": ms_r,
-              "Var": float(np.trace(cov) / r_n), "Cov2": cov2}
-    if spread <= 0:
-        reason = f"no variation between readers or {unit}"
-        return {**result, "se": Undefined(reason), "df": Undefined(reason), "ci95": Undefined(reason),
-                "p_value_vs_null": Undefined(reason)}
-    se = float(np.sqrt(spread / r_n))
-    df = float(spread ** 2 / (ms_r ** 2 / (r_n - 1))) if ms_r > 0 else float("inf")
-    q = stats.t.ppf(0.5 + confidence / 2, df)
-    t_stat = (mean - null) / se
-    return {**result, "se": se, "df": df if np.isfinite(df) else 1e9,
-            "ci95": [max(0.0, mean - q * se), min(1.0, mean + q * se)],
-            "t": float(t_stat), "p_value_vs_null": float(2 * stats.t.sf(abs(t_stat), df))}
+    test = _single_test(theta, (k_n - 1) / k_n * centred.T @ centred, 1 - confidence)
+    result = {"estimate": test.pop("mean"), "readers": r_n, unit: k_n, "null": null, **test}
+    if isinstance(test["se"], Undefined):
+        return {**result, "p_value_vs_null": Undefined(f"no variation between readers or {unit}")}
+    t_stat = (result["estimate"] - null) / test["se"]
+    return {**result, "t": float(t_stat), "p_value_vs_null": float(2 * stats.t.sf(abs(t_stat), test["df"]))}
 
 
 def equivalence_test(estimate: float, se, df, null: float, margin: float) -> dict:
