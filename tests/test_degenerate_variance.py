@@ -204,3 +204,25 @@ def test_reading_behaviour_shows_learning_over_the_list(client):
     trend = b["trend_over_the_list"]
     assert trend["odds_ratio"] > 1 and trend["p"] < 0.05
     assert "Reading behaviour" in client.get(reverse("analysis", args=[study.slug])).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_cached_analysis_is_recomputed_for_submitted_answers_only(monkeypatch):
+    from readerstudy.reading.answers import save_answer
+    from readerstudy.stats import analysis
+
+    make_pool(real={("CT", "2d"): 2}, synthetic={("CT", "2d"): 2})
+    (reader,) = readers(1)
+    study = open_study_for([reader], {("CT", "2d"): 4}, questions={"confidence": False, "template": "none"})
+    runs = []
+    real_analyse = analysis.analyse
+    monkeypatch.setattr(analysis, "analyse", lambda *a, **k: runs.append(1) or real_analyse(*a, **k))
+    first, second = AssignedCase.objects.filter(assignment__reader=reader).order_by("position")[:2]
+    save_answer(first, {"label": "fake", "submit": True, "idempotency_key": "cache-0001"})
+    analysis.cached_analysis(study)
+    save_answer(second, {"label": "real", "idempotency_key": "cache-0002"})  # a draft autosave
+    analysis.cached_analysis(study)
+    assert len(runs) == 1
+    save_answer(second, {"label": "real", "submit": True, "idempotency_key": "cache-0003"})
+    analysis.cached_analysis(study)
+    assert len(runs) == 2

@@ -404,13 +404,15 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
 
 
 def cached_analysis(study, policy: str = "exclude", ci_method: str = "wilson", seconds: int = 600) -> dict:
-    """`analyse`, cached until an answer, the configuration or the options change."""
+    """`analyse`, cached until a submitted answer, the configuration or the options change."""
     from django.core.cache import cache
     from django.db.models import Count, Max
 
     from readerstudy.reading.models import Read
 
-    stamp = Read.objects.filter(assigned_case__assignment__study=study).aggregate(n=Count("pk"), last=Max("saved_at"))
+    # Only what the analysis reads: readers' submitted answers (a draft autosave or a preview changes nothing).
+    stamp = Read.objects.filter(assigned_case__assignment__study=study, assigned_case__assignment__preview=False,
+                                submitted_at__isnull=False).aggregate(n=Count("pk"), last=Max("saved_at"))
     state = f"{study.pk}|{policy}|{ci_method}|{stamp['n']}|{stamp['last']}|{config_hash(study)}"
     key = "analysis-" + hashlib.sha256(state.encode()).hexdigest()
     result = cache.get(key)
