@@ -98,10 +98,9 @@ def _images(token: str, volume: bool, rows: int, cols: int, depth: int) -> dict:
     }
 
 
-def trial_panels(assigned_case: AssignedCase) -> list[AssignedCase]:
-    """The cases of the forced-choice trial at this case's position, in panel order."""
-    return list(AssignedCase.objects.filter(assignment_id=assigned_case.assignment_id,
-                                            position=assigned_case.position)
+def trial_panels(assignment_id: int, position: int) -> list[AssignedCase]:
+    """The cases shown at one position of an assignment, in panel order (several for a forced-choice trial)."""
+    return list(AssignedCase.objects.filter(assignment_id=assignment_id, position=position)
                 .select_related("case__item").order_by("panel"))
 
 
@@ -112,10 +111,8 @@ def _next_images(assigned_case: AssignedCase, position, row: dict, config: dict)
     following = position.rows[row["position"]]
     if not position.may_fetch_files(following):
         return []
-    members = (AssignedCase.objects.filter(assignment_id=assigned_case.assignment_id, position=following["position"])
-               .select_related("case__item").order_by("panel"))
     ids = []
-    for member in members:
+    for member in trial_panels(assigned_case.assignment_id, following["position"]):
         item = member.case.item
         depth = config["presets"][stratum_key(item.modality, item.dimensionality)][2]
         middle = (depth - 1) // 2
@@ -161,7 +158,8 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
             **images,
             # Forced choice: every panel's images, left to right (all of one stratum, so alike in size).
             "panels": [{"letter": PANEL_KEYS[p.panel].upper(), **_images(p.token, volume, rows, cols, depth)}
-                       for p in trial_panels(assigned_case)] if forced else None,
+                       for p in trial_panels(assigned_case.assignment_id, assigned_case.position)]
+            if forced else None,
             "presets": window_presets(item.modality),
             # A/P/L/R markers per view: decided for the stratum (see imaging/orientation.py), never per case.
             "markers": markers_for(config.get("drawn", {}).get("orientation", {}).get(key)),

@@ -144,11 +144,14 @@ class CaseView(ReaderCaseMixin, TemplateView):
         return no_store(response)
 
 
-def openable(case: AssignedCase):
-    """(position, True) when the reader may open the case now: study open, case reached, no washout."""
+def openable(case: AssignedCase, files: bool = False):
+    """(position, True) when the reader may open the case now: study open, case reached, no washout.
+
+    With `files`, its served files: also those of the case after the current one (prefetched).
+    """
     position = reader_position(case.assignment)
-    ok = readable(case.assignment) and position.may_open(position.row_of(case))
-    return position, ok
+    allowed = position.may_fetch_files if files else position.may_open
+    return position, readable(case.assignment) and allowed(position.row_of(case))
 
 
 class CaseStateView(JsonCaseMixin, View):
@@ -173,8 +176,7 @@ class ServedFileView(ReaderCaseMixin, View):
 
     def get(self, request, token, **kwargs):
         case = self.get_case()
-        position = reader_position(case.assignment)
-        if not (readable(case.assignment) and position.may_fetch_files(position.row_of(case))):
+        if not openable(case, files=True)[1]:
             raise Http404("This case cannot be opened now.")
         data = self.served(case, **kwargs)
         if data is None:

@@ -135,9 +135,4 @@ def visible_assignments(user):
 
 def reader_assignments(user):
     """The studies a reader takes part in that are open or closed (drafts are invisible to readers)."""
-    return (
-        Assignment.objects.filter(reader=user, preview=False,
-                                  study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
-        .select_related("study")
-        .order_by("-study__opened_at")
-    )
+    return visible_assignments(user).filter(preview=False).order_by("-study__opened_at")

@@ -72,7 +72,7 @@ def _readers_and_cases(frame: pd.DataFrame, policy: str, margin: float) -> dict:
            "equivalence_margin": margin}
     for name, rows in (("accuracy", scored), ("sensitivity", scored[truth_synthetic]),
                        ("specificity", scored[~truth_synthetic])):
-        matrix = rows.pivot_table(index="reader", columns="case_id", values="score", aggfunc="first").dropna(axis=1)
+        matrix = _score_matrix(rows)[3].dropna(axis=1)  # the cases every reader answered
         result = mrmc.score_or_analysis(matrix.to_numpy(), 0.5) if matrix.shape[1] else Undefined(
             "no case was answered by every reader")
         if isinstance(result, dict):
@@ -198,17 +198,23 @@ def _scores(frame: pd.DataFrame, config: dict) -> dict:
     return out
 
 
+def _score_matrix(frame: pd.DataFrame):
+    """(readers, cases, truth per case (True = synthetic), readers x cases `score` with NaN where missing)."""
+    readers = sorted(frame["reader"].unique())
+    cases = sorted(frame["case_id"].unique())
+    truth = frame.drop_duplicates("case_id").set_index("case_id").loc[cases, "truth"] == "synthetic"
+    pivot = frame.pivot_table(index="reader", columns="case_id", values="score", aggfunc="first").reindex(
+        index=readers, columns=cases)
+    return readers, cases, truth, pivot
+
+
 def _roc(frame: pd.DataFrame) -> dict:
     frame = frame.assign(score=[detection.fakeness_score(lab, None if pd.isna(c) else int(c))
                                 for lab, c in zip(frame["label"], frame["confidence"])])
     per_reader = {reader: roc.reader_auc(g["truth"] == "synthetic", g["score"]) for reader, g in frame.groupby("reader")}
-    readers = sorted(frame["reader"].unique())
-    cases = sorted(frame["case_id"].unique())
-    truth = frame.drop_duplicates("case_id").set_index("case_id").loc[cases, "truth"] == "synthetic"
+    readers, cases, truth, pivot = _score_matrix(frame)
     out = {"score": "fake: +confidence, real: -confidence, unsure: 0 (confidence 1 when not asked)",
            "per_reader": per_reader}
-    pivot = frame.pivot_table(index="reader", columns="case_id", values="score", aggfunc="first").reindex(
-        index=readers, columns=cases)
     if len(readers) >= 2 and truth.any() and (~truth).any():
         matrix = pivot.to_numpy()[None, :, :]
         out["mrmc_real_vs_synthetic"] = mrmc.or_analysis(matrix, truth.to_numpy(), treatments=["all generators"])
@@ -252,11 +258,7 @@ def _roc_by_rating(frame: pd.DataFrame, config: dict) -> dict:
             out[criterion] = Undefined("no ratings")
             continue
         rated = rated.assign(score=-rated[criterion].astype(float))
-        readers = sorted(rated["reader"].unique())
-        cases = sorted(rated["case_id"].unique())
-        truth = rated.drop_duplicates("case_id").set_index("case_id").loc[cases, "truth"] == "synthetic"
-        pivot = rated.pivot_table(index="reader", columns="case_id", values="score", aggfunc="first").reindex(
-            index=readers, columns=cases)
+        readers, _, truth, pivot = _score_matrix(rated)
         out[criterion] = {
             "title": CRITERIA[criterion],
             "score": "minus the rating (the lowest anchor is the most synthetic-looking)",

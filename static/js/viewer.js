@@ -166,9 +166,12 @@
         else if (index - d >= 0 && !requested[index - d]) next = index - d;
       }
       if (next === null) return;
-      inFlight++;
-      load(next).then(arrived, function () { inFlight--; });
+      fetch(next);
     }
+  }
+  function fetch(i) {
+    inFlight++;
+    load(i).then(arrived, function () { inFlight--; });
   }
   function arrived() {
     inFlight--;
@@ -182,12 +185,11 @@
     visited[index + 1] = true;
     if (here(index)) { draw(index); pump(); return Promise.resolve(); }
     if (nearest(0, index)) draw(index);
-    var wanted = index;
-    var loading = requested[index] ? Promise.all(stacks.map(function (st) {
-      return cornerstone.loadAndCacheImage(st.ids[wanted]);
-    })) : (inFlight++, load(index).then(function (r) { inFlight--; return r; }, function (e) { inFlight--; throw e; }));
+    if (!requested[index]) fetch(index);  // the wanted slice goes first, beyond the parallel limit
     pump();
-    return loading.then(function () { if (wanted === index) draw(index); arrivedCheck(); }).catch(failed);
+    var wanted = index;
+    return Promise.all(stacks.map(function (st) { return cornerstone.loadAndCacheImage(st.ids[wanted]); }))
+      .then(function () { if (wanted === index) draw(index); }).catch(failed);
   }
   function arrivedCheck() {  // the whole stack is here: mark it, and start on the next case
     if (Object.keys(requested).length === c.slices && inFlight === 0 && !element.hasAttribute("data-stack-loaded")) {
