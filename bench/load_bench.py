@@ -57,11 +57,14 @@ study = open_study_for(team, {("CT", "2d"): %(cases)d}, name="Load")
 """
 
 
+WORKER_ARGS = []  # gunicorn worker options (--worker-class ...), set from the command line
+
+
 def start_server(env, workers):
     port = free_port()
     process = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "readerstudy.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-         "--timeout", "120", "--log-level", "warning", "--preload"], cwd=ROOT, env=env,
+         "--timeout", "120", "--log-level", "warning", "--preload", *WORKER_ARGS], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -149,26 +152,30 @@ def run_database(kind, args, results):
 
 
 def image_serving(url, tokens, env, data, args):
-    """Requests/s for one 256x256 slice through Django vs the same file from `python -m http.server`."""
+    """Requests/s for one 256x256 slice through Django, with the view's decisions remembered
+    (reading/served_files.py, the default) and without, beside the same file from `python -m http.server`."""
     user = sorted(tokens)[0]
-    session = login(url, user)
     token = tokens[user][0]
-    slice_url = f"{url}/read/case/{token}/slices/1"
-    body = session.get(slice_url).content
+    path = f"/read/case/{token}/slices/1"
+    body = login(url, user).get(url + path).content
     static = Path(tempfile.mkdtemp(prefix="load-static-"))
     (static / "0001.dcm").write_bytes(body)
     port = free_port()
     plain = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=static,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    unremembered, plain_url = start_server({**env, "READERSTUDY_SERVED_FILE_AUTHORISATION_SECONDS": "0"},
+                                           args.workers)
     time.sleep(1)
     out = []
     try:
-        for name, make_get in (("django", lambda: login(url, user)), ("static", requests.Session)):
+        runs = (("remembered", url + path, lambda: login(url, user)),
+                ("view", plain_url + path, lambda: login(plain_url, user)),
+                ("static", f"http://127.0.0.1:{port}/0001.dcm", requests.Session))
+        for name, target, make_get in runs:
             counter = []
-            target = slice_url if name == "django" else f"http://127.0.0.1:{port}/0001.dcm"
             sessions = [make_get() for _ in range(8)]
             for session in sessions:
-                session.get(target)  # warm up every connection and worker
+                assert session.get(target).content == body  # warm up every connection and worker
             stop_at = time.monotonic() + args.seconds / 2
             threads = [threading.Thread(target=slice_loop, args=(lambda s=s: s.get(target).content, stop_at, counter))
                        for s in sessions]
@@ -179,8 +186,10 @@ def image_serving(url, tokens, env, data, args):
             out.append(len(counter) / (args.seconds / 2))
     finally:
         plain.terminate()
+        unremembered.terminate()
+        unremembered.wait()
         shutil.rmtree(static, ignore_errors=True)
-    return len(body), out[0], out[1]
+    return len(body), *out
 
 
 def main():
@@ -189,8 +198,12 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--readers", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="gthread workers with this many threads each (keep-alive); 0: sync workers")
     parser.add_argument("--write")
     args = parser.parse_args()
+    if args.threads:
+        WORKER_ARGS.extend(["--worker-class", "gthread", "--threads", str(args.threads)])
     results = []
     for kind in args.databases:
         run_database(kind, args, results)
@@ -198,8 +211,9 @@ def main():
         f"## Load on loopback — {datetime.date.today()}",
         "",
         f"Machine: {cpu_name()}, {os.cpu_count()} CPUs (load generator and server share them); gunicorn "
-        f"{args.workers} sync workers; {args.seconds:.0f} s per run. Command: `.venv/bin/python bench/load_bench.py "
-        f"--seconds {args.seconds:.0f} --workers {args.workers}`.",
+        f"{args.workers} {f'gthread workers of {args.threads} threads' if args.threads else 'sync workers'}; {args.seconds:.0f} s per run. Command: `.venv/bin/python bench/load_bench.py "
+        f"--seconds {args.seconds:.0f} --workers {args.workers}"
+        f"{f' --threads {args.threads}' if args.threads else ''}`.",
         "",
         "| database | readers | saves/s | p50 ms | p95 ms | errors |",
         "|---|---|---|---|---|---|",
@@ -209,9 +223,9 @@ def main():
             lines.append(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]} |")
     for r in results:
         if r[0] == "slices":
-            lines += ["", f"Image serving, one {r[1]:,}-byte canonical slice, 8 clients: Django (login, token check, "
-                          f"file read) {r[2]:.0f} requests/s; the same bytes from `python -m http.server` "
-                          f"{r[3]:.0f} requests/s."]
+            lines += ["", f"Image serving, one {r[1]:,}-byte canonical slice, 8 clients: Django with the view's "
+                          f"decision remembered (the default) {r[2]:.0f} requests/s; every request through the view "
+                          f"{r[3]:.0f} requests/s; the same bytes from `python -m http.server` {r[4]:.0f} requests/s."]
     lines.append("")
     publish(lines, args.write)
 

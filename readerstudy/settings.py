@@ -91,13 +91,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "readerstudy.security.ContentSecurityPolicyMiddleware",
+    # Answers a case's next slices from the view's decision for the first (reading/served_files.py).
+    "readerstudy.reading.served_files.ServedFileMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "readerstudy.security.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "readerstudy.urls"
@@ -210,6 +212,8 @@ IMPORT_MAX_SIDE = env_int("READERSTUDY_IMPORT_MAX_SIDE", 16384)
 IMPORT_MAX_SLICES = env_int("READERSTUDY_IMPORT_MAX_SLICES", 4096)
 UPLOAD_MAX_BYTES = env_int("READERSTUDY_UPLOAD_MAX_BYTES", 4 * 1024**3)
 UPLOAD_MAX_FILES = env_int("READERSTUDY_UPLOAD_MAX_FILES", 5000)
+# How long a served-file authorisation is remembered per session and case (reading/served_files.py).
+SERVED_FILE_AUTHORISATION_SECONDS = float(os.environ.get("READERSTUDY_SERVED_FILE_AUTHORISATION_SECONDS", 2))
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 
 # --- Production hardening (see README "Production") -------------------------

@@ -6,6 +6,7 @@ provenance, file names, dates or other readers' answers. tests/test_blinding.py
 checks the responses of a real and a synthetic case against each other.
 """
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -40,12 +41,46 @@ CODE_PRESETS = [
 ]
 
 
-def served_slice(assigned_case: AssignedCase, number: int) -> bytes | None:
-    """Slice `number` (1-based) as this reader is served it, or None when the case has no such slice."""
-    rendition, (_, _, depth) = _rendition(assigned_case)
-    if rendition is None or not 1 <= number <= depth:
+@dataclass(frozen=True)
+class ServedCase:
+    """What serving one case's files needs: its canonical series, served size and file key (no truth)."""
+
+    files: tuple
+    directory: str
+    modality: str
+    volume: bool
+    rows: int
+    cols: int
+    depth: int
+    key: bytes
+
+    def slice(self, number: int) -> bytes | None:
+        """Axial slice `number` (1-based) as this reader is served it, or None when there is no such slice."""
+        if not 1 <= number <= self.depth:
+            return None
+        return personalised_slice(self.files[number - 1], self.key, number)
+
+    def reformat(self, plane: str, number: int) -> bytes | None:
+        """Coronal or sagittal image `number` (1-based) of a volume case, or None when there is none."""
+        if plane not in REFORMAT_PLANES or not self.volume:
+            return None
+        if not 1 <= number <= (self.rows if plane == "coronal" else self.cols):
+            return None
+        codes = _served_codes(self.directory, self.depth)
+        return reformat_slice(codes, self.modality, plane, number - 1, self.key)
+
+
+def served_case(assigned_case: AssignedCase) -> ServedCase | None:
+    """The served-file facts of a reader's case, or None when its rendition has not been written."""
+    item = assigned_case.case.item
+    presets = assigned_case.assignment.study.config["presets"]
+    rows, cols, depth = presets[stratum_key(item.modality, item.dimensionality)]
+    rendition = find_rendition(item, rows, cols, depth)
+    if rendition is None:
         return None
-    return personalised_slice(rendition_files(rendition)[number - 1], served_file_key(assigned_case.token), number)
+    return ServedCase(tuple(rendition_files(rendition)), rendition.directory, item.modality,
+                      item.dimensionality == Dimensionality.VOLUME, rows, cols, depth,
+                      served_file_key(assigned_case.token))
 
 
 @lru_cache(maxsize=16)
@@ -53,25 +88,6 @@ def _served_codes(directory: str, depth: int) -> np.ndarray:
     """The axial codes of a rendition (read once per process; renditions never change)."""
     return np.stack([pydicom.dcmread(renditions_dir() / directory / slice_filename(i)).pixel_array
                      for i in range(depth)])
-
-
-def _rendition(assigned_case: AssignedCase):
-    item = assigned_case.case.item
-    presets = assigned_case.assignment.study.config["presets"]
-    rows, cols, depth = presets[stratum_key(item.modality, item.dimensionality)]
-    return find_rendition(item, rows, cols, depth), (rows, cols, depth)
-
-
-def served_reformat(assigned_case: AssignedCase, plane: str, number: int) -> bytes | None:
-    """Coronal or sagittal image `number` (1-based) of a volume case, or None when there is none."""
-    item = assigned_case.case.item
-    if plane not in REFORMAT_PLANES or item.dimensionality != Dimensionality.VOLUME:
-        return None
-    rendition, (rows, cols, depth) = _rendition(assigned_case)
-    if rendition is None or not 1 <= number <= (rows if plane == "coronal" else cols):
-        return None
-    codes = _served_codes(rendition.directory, depth)
-    return reformat_slice(codes, item.modality, plane, number - 1, served_file_key(assigned_case.token))
 
 
 def reformat_url(token: str, plane: str, number: int) -> str:

@@ -4,7 +4,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.generic import TemplateView, View
@@ -12,7 +12,8 @@ from django.views.generic import TemplateView, View
 from readerstudy.studies.models import AssignedCase, Assignment
 
 from .answers import AnswerError, save_answer
-from .blinded import case_payload, served_reformat, served_slice
+from .blinded import ServedCase, case_payload, served_case
+from .served_files import file_response, remember
 from .worklist import readable, reader_assignments, reader_case, reader_position, visible_assignments
 
 NO_STORE = "no-store"
@@ -167,37 +168,40 @@ class CaseStateView(JsonCaseMixin, View):
 
 
 class ServedFileView(ReaderCaseMixin, View):
-    """A served DICOM file of a case the reader may open now, with their own UIDs; no name, date or ETag."""
+    """A served DICOM file of a case the reader may open now, with their own UIDs; no name, date or ETag.
+
+    Its decision is remembered for a moment (served_files.py), so the case's next files skip the look-ups.
+    """
 
     any_panel = True
 
-    def served(self, case, **kwargs) -> bytes | None:
+    def served(self, served: ServedCase, **kwargs) -> bytes | None:
         raise NotImplementedError
 
     def get(self, request, token, **kwargs):
         case = self.get_case()
         if not openable(case, files=True)[1]:
             raise Http404("This case cannot be opened now.")
-        data = self.served(case, **kwargs)
+        served = served_case(case)
+        data = None if served is None else self.served(served, **kwargs)
         if data is None:
             raise Http404("No such image.")
-        response = HttpResponse(data, content_type="application/dicom")
-        response["Cache-Control"] = "private, max-age=86400"
-        return response
+        remember(request.session.session_key, token, served)
+        return file_response(data)
 
 
 class SliceView(ServedFileView):
     """One axial slice."""
 
-    def served(self, case, number):
-        return served_slice(case, number)
+    def served(self, served, number):
+        return served.slice(number)
 
 
 class ReformatView(ServedFileView):
     """A coronal or sagittal reformat of a volume case (the 3-view layout), by the canonical writer."""
 
-    def served(self, case, plane, number):
-        return served_reformat(case, plane, number)
+    def served(self, served, plane, number):
+        return served.reformat(plane, number)
 
 
 class AnswerView(JsonCaseMixin, View):
