@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from readerstudy.accounts.roles import ANALYST
 from readerstudy.stats import mrmc, roc
+from readerstudy.stats.data import answer_rows
 from readerstudy.stats.undefined import Undefined
 from readerstudy.studies.models import AssignedCase
 
@@ -134,8 +135,22 @@ def test_readers_and_cases_random_accuracy_with_equivalence_on_the_dashboard(cli
     acc = wrong["detection"]["readers_and_cases_random"]["accuracy"]
     per_reader = [v["accuracy"]["estimate"] for v in wrong["detection"]["per_reader"].values()]
     assert acc["estimate"] == pytest.approx(np.mean(per_reader))
+    # Beside it, the logistic GLMM with crossed reader and case effects on the same binary answers.
+    from readerstudy.stats.glmm import fit_crossed_logit
+
+    rows = [r for r in answer_rows(study) if r["role"] == "regular"]
+    direct = fit_crossed_logit([r["label"] != "unsure" and (r["label"] == "fake") == (r["truth"] == "synthetic")
+                                for r in rows], [r["reader"] for r in rows], [r["case_id"] for r in rows])
+    if "undefined" in acc["glmm"]:
+        assert isinstance(direct, Undefined)
+    else:
+        assert acc["glmm"]["intercept"] == pytest.approx(direct["intercept"])
+        assert acc["glmm"]["ci95"][0] < acc["glmm"]["estimate"] < acc["glmm"]["ci95"][1]
+    half = client.get(reverse("analysis-json", args=[study.slug]) + "?unsure=half").json()
+    assert "binary" in half["detection"]["readers_and_cases_random"]["accuracy"]["glmm"]["undefined"]
     page = client.get(reverse("analysis", args=[study.slug])).content.decode()
-    assert "Readers and cases random; equivalence to chance (0.5 ± 0.15)" in page
+    assert "Headline: Readers and cases random; equivalence to chance (0.5 ± 0.15)" in page
+    assert "Logistic GLMM (typical reader and case)" in page
 
 
 @pytest.mark.django_db

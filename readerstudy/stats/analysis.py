@@ -16,7 +16,7 @@ import pandas as pd
 from readerstudy.studies.config import is_forced_choice, validate_config
 from readerstudy.studies.scales import CRITERIA
 
-from . import agreement, detection, mrmc, roc, scores
+from . import agreement, detection, glmm, mrmc, roc, scores
 from .data import answer_rows
 from .forced_choice import analyse_forced_choice
 from .proportions import proportion
@@ -77,8 +77,20 @@ def _readers_and_cases(frame: pd.DataFrame, policy: str, margin: float) -> dict:
             "no case was answered by every reader")
         if isinstance(result, dict):
             result["equivalence"] = mrmc.equivalence_test(result["estimate"], result["se"], result["df"], 0.5, margin)
+            result["glmm"] = _glmm(rows, unsure)
         out[name] = result
+    out["glmm_method"] = ("logistic mixed model, correct ~ 1 + (1 | reader) + (1 | case), Laplace (as lme4::glmer): "
+                          "the proportion for a typical reader on a typical case, Wald interval on the logit scale")
     return out
+
+
+def _glmm(rows: pd.DataFrame, unsure: float | None):
+    """The same figure from a logistic GLMM with crossed reader and case effects (binary answers only)."""
+    if unsure not in (None, 0.0):
+        return Undefined("half credit for unsure answers is not a binary outcome")
+    rows = rows.dropna(subset=["score"])
+    fit = glmm.fit_crossed_logit(rows["score"].to_numpy(), rows["reader"].to_numpy(), rows["case_id"].to_numpy())
+    return fit if isinstance(fit, Undefined) else glmm.proportion_for_typical(fit)
 
 
 def _ratings_matrix(frame: pd.DataFrame, column: str) -> tuple[list, list, list]:
