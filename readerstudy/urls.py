@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from .accounts.views import ThrottledLoginView
+from .stats.views import SampleSizeView
 from . import views
 
 admin.site.site_header = "Reader-study platform administration"
@@ -17,6 +18,7 @@ urlpatterns = [
     path("jobs/", include("readerstudy.jobs.urls")),
     path("generators/", include("generation.urls")),
     path("studies/<slug:slug>/analysis/", include("readerstudy.stats.urls")),
+    path("planning/sample-size/", SampleSizeView.as_view(), name="sample-size"),
     path("studies/", include("readerstudy.studies.urls")),
     path("read/", include("readerstudy.reading.urls")),
     path("api/v1/", include("readerstudy.api.urls")),

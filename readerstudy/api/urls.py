@@ -19,6 +19,7 @@ router.register("studies", views.StudyViewSet, basename="study")
 urlpatterns = [
     path("auth/token", auth.TokenView.as_view(), name="api-token"),
     path("me", views.MeView.as_view(), name="api-me"),
+    path("planning/sample-size", views.SampleSizeView.as_view(), name="api-sample-size"),
     path("pool/upload", views.PoolUploadView.as_view(), name="api-pool-upload"),
     path("reading/studies", views.ReadingStudiesView.as_view(), name="api-reading-studies"),
     path("reading/cases/<str:token>", views.ReadingCaseView.as_view(), name="api-reading-case"),

@@ -31,6 +31,7 @@ from readerstudy.reading.blinded import case_payload
 from readerstudy.reading.worklist import readable, reader_assignments, reader_case, reader_position
 from readerstudy.stats import exports
 from readerstudy.stats.analysis import OptionError, analysis_options, cached_analysis
+from readerstudy.stats.forms import SampleSizeForm
 from readerstudy.studies import lifecycle, sampling
 from readerstudy.studies.models import Study
 from readerstudy.studies.progress import study_progress
@@ -257,6 +258,25 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         if name not in exports.EXPORTS:
             raise Http404(f"unknown export {name!r}; choose from {', '.join(exports.EXPORTS)}")
         return exports.streaming_response(self.get_object(), name, request.user)
+
+
+class SampleSizeView(APIView):
+    """Plan readers and cases: expected interval width and the power of the difference and equivalence
+    tests, by seeded simulation from the analysis's model (the fields of the planning page; missing ones
+    take its defaults)."""
+
+    permission_classes = [IsAuthenticated, RolePermission]
+    read_roles = write_roles = (COORDINATOR, ANALYST)
+
+    @extend_schema(request=dict, responses={200: dict, 400: dict})
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            raise ValidationError({"error": "send a JSON object"})
+        form = SampleSizeForm.with_defaults(request.data)
+        result = form.planned()
+        if result is None:
+            raise ValidationError({name: [str(e) for e in errors] for name, errors in form.errors.items()})
+        return Response(result)
 
 
 # --- reading ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 from readerstudy.studies.models import Study
 
 from . import charts, exports, marks
+from .forms import SampleSizeForm
 from .agreement import PERCENT_AGREEMENT_CONVENTION
 from .analysis import OptionError, analysis_options, cached_analysis
 from .detection import POLICIES
@@ -102,3 +103,15 @@ class ExportView(AnalysisMixin, View):
             return JsonResponse({"error": f"unknown export {name!r}; choose from {', '.join(exports.EXPORTS)}"},
                                 status=404)
         return exports.streaming_response(self.get_study(), name, request.user)
+
+
+class SampleSizeView(RoleRequiredMixin, TemplateView):
+    """Plan readers and cases: interval width and power by simulation (stats/planning.py)."""
+
+    roles = (COORDINATOR, ANALYST)
+    template_name = "stats/sample_size.html"
+
+    def get_context_data(self, **kwargs):
+        submitted = bool(self.request.GET)
+        form = SampleSizeForm.with_defaults(self.request.GET) if submitted else SampleSizeForm()
+        return super().get_context_data(form=form, result=form.planned() if submitted else None, **kwargs)

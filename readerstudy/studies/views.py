@@ -1,5 +1,7 @@
 """Coordinator pages: configure, prepare, audit, assign, open and close studies; follow progress."""
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
@@ -51,6 +53,16 @@ def _warn_if_infeasible(request, study):
         messages.warning(request, f"Saved, but the pool cannot supply it yet: {problem}")
 
 
+def _planning_link(study=None) -> str:
+    """The sample-size page prefilled with the study's regular cases, margin and readers (if assigned)."""
+    query = {}
+    if study is not None:
+        query = {"cases": regular_case_count(study.config) or None,
+                 "margin": study.config["analysis"]["equivalence_margin"],
+                 "readers": study.assignments.filter(preview=False).count() or None}
+    return reverse("sample-size") + "?" + urlencode({k: v for k, v in query.items() if v})
+
+
 class StudyCreateView(StudyMixin, FormView):
     template_name = "studies/study_form.html"
     form_class = StudyForm
@@ -68,7 +80,7 @@ class StudyCreateView(StudyMixin, FormView):
         return redirect("study-detail", slug=study.slug)
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(pool=_pool_rows(), **kwargs)
+        return super().get_context_data(pool=_pool_rows(), planning_link=_planning_link(), **kwargs)
 
 
 class StudyUpdateView(StudyMixin, FormView):
@@ -85,7 +97,8 @@ class StudyUpdateView(StudyMixin, FormView):
         return {**super().get_form_kwargs(), "study": self.get_study()}
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(study=self.get_study(), pool=_pool_rows(), **kwargs)
+        study = self.get_study()
+        return super().get_context_data(study=study, pool=_pool_rows(), planning_link=_planning_link(study), **kwargs)
 
     def form_valid(self, form):
         study = self.get_study()
