@@ -67,6 +67,17 @@ def test_upload_page_imports_in_a_background_job(coordinator_client, settings, d
     assert state["status"] == "succeeded" and state["percent"] == 100
 
 
+def test_an_empty_file_is_one_failed_file_of_an_upload(coordinator_client, django_capture_on_commit_callbacks):
+    empty = SimpleUploadedFile("empty.dcm", b"", content_type="application/dicom")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(coordinator_client, dicom_upload(DATA / "emri_small.dcm"), empty)
+    job = Job.objects.get()
+    assert response.status_code == 302 and job.status == Job.Status.SUCCEEDED
+    statuses = {o["source"].split("_", 1)[1]: (o["status"], o["message"]) for o in job.result["outcomes"]}
+    assert statuses["empty.dcm"] == ("failed", "file is empty (0 bytes)")
+    assert statuses["emri_small.dcm"][0] == "imported"
+
+
 def test_upload_form_errors(coordinator_client):
     response = coordinator_client.post(reverse("pool-upload"), {"modality": "MR", "layout": "auto"})
     assert response.status_code == 200 and b"Choose at least one file or a folder." in response.content

@@ -7,8 +7,11 @@ source is imported on its own, all or nothing: a bad source yields exactly one
 error, writes no row and no file, and the batch carries on with the next.
 """
 
+import errno
 import hashlib
+import logging
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,10 +21,13 @@ from django.conf import settings
 from . import sources
 from .canonical import BlankImage
 from .decoders import DecodedImage, Format, UnreadableImage, decode_source, sniff
+from .decoders.base import reason_of
 from .decoders.dicom import read_header
 from .models import Dataset, Modality, Origin, PoolItem
 from .pool import create_pool_item
 from .storage import pool_transaction
+
+logger = logging.getLogger(__name__)
 
 
 class Layout:
@@ -120,7 +126,7 @@ def discover_sources(path: Path, root_label: str | None = None) -> list[Source]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    if path.is_file():
+    if not path.is_dir():
         return [_file_source(path, path.name)]
     files = sorted(
         Path(root) / name
@@ -133,7 +139,11 @@ def discover_sources(path: Path, root_label: str | None = None) -> list[Source]:
         label = str(f.relative_to(path))
         source = _file_source(f, label)
         if source.fmt == Format.DICOM and source.error is None:
-            key = _series_key(f)
+            try:
+                key = _series_key(f)
+            except UnreadableImage as exc:
+                sources.append(Source(label, None, [f], error=str(exc)))
+                continue
             if key is not None:
                 series.setdefault(key, []).append(source)
                 continue
@@ -149,6 +159,18 @@ def discover_sources(path: Path, root_label: str | None = None) -> list[Source]:
 
 
 def _file_source(path: Path, label: str) -> Source:
+    """A source for one file, or a failed one that says why it cannot be read (never opening a special file)."""
+    try:
+        info = path.stat()  # follows links; a loop or a dangling link raises
+    except OSError as exc:
+        if path.is_symlink():
+            reason = "a symbolic link loop" if exc.errno == errno.ELOOP else "a symbolic link to nothing"
+            return Source(label, None, [path], error=f"skipped: {reason}")
+        return Source(label, None, [path], error=f"cannot read file: {exc.strerror or exc}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a named pipe" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a special file")
+        return Source(label, None, [path], error=f"skipped: not a regular file ({kind})")
     try:
         return Source(label, sniff(path), [path])
     except UnreadableImage as exc:
@@ -156,15 +178,27 @@ def _file_source(path: Path, label: str) -> Source:
 
 
 def _series_key(path: Path):
-    """(folder, SeriesInstanceUID) for single-frame DICOM images, else None."""
+    """(folder, SeriesInstanceUID) for single-frame DICOM images, else None; UnreadableImage for a header
+    that cannot be grouped (a malformed frame count, say)."""
     try:
         ds = read_header(path)
     except UnreadableImage:
         return None
-    uid = ds.get("SeriesInstanceUID")
-    if not uid or "PixelData" not in ds or int(ds.get("NumberOfFrames") or 1) > 1:
-        return None
-    return (str(path.parent), str(uid))
+    try:
+        uid = ds.get("SeriesInstanceUID")
+        if not uid or "PixelData" not in ds:
+            return None
+        frames = ds.get("NumberOfFrames")
+        try:
+            if int(frames or 1) > 1:
+                return None
+        except (TypeError, ValueError):
+            raise UnreadableImage(f"NumberOfFrames {str(frames)!r} is not a whole number") from None
+        return (str(path.parent), str(uid))
+    except UnreadableImage:
+        raise
+    except Exception as exc:  # a malformed element read while grouping
+        raise UnreadableImage(f"not a readable DICOM file ({reason_of(exc)})") from None
 
 
 # --- import -------------------------------------------------------------------
@@ -216,6 +250,9 @@ def import_source(source: Source, options: ImportOptions) -> Outcome:
         return Outcome(source.label, "failed", str(exc))
     except MemoryError:
         return Outcome(source.label, "failed", "not enough memory to decode this image")
+    except Exception as exc:  # whatever a decoder raises, this source fails and the batch goes on
+        logger.warning("importing %s failed", source.label, exc_info=True)
+        return Outcome(source.label, "failed", f"cannot be imported: {reason_of(exc)}")
     skipped = len(plan) - len(todo)
     note = f" ({skipped} already in the pool)" if skipped else ""
     return Outcome(source.label, "imported", f"{len(ids)} item(s) created{note}", ids)

@@ -1,3 +1,4 @@
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -6,6 +7,25 @@ from django.conf import settings
 
 class UnreadableImage(Exception):
     """A source that cannot become a pool item; the message is shown to the person importing."""
+
+
+_DICOM_ELEMENT = re.compile(r"\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)")
+
+
+def reason_of(exc: BaseException) -> str:
+    """A one-line reason for an exception a decoder raised, naming the DICOM element where one is named."""
+    text = " ".join(str(exc).split())
+    if type(exc).__name__ == "BytesLengthException":  # pydicom: a value of the wrong length for its VR
+        found = _DICOM_ELEMENT.search(text)
+        if found:
+            from pydicom.datadict import keyword_for_tag
+
+            tag = int(found.group(1) + found.group(2), 16)
+            name = keyword_for_tag(tag) or "element"
+            return f"DICOM element {name} ({found.group(1)},{found.group(2)}) has a value of the wrong length"
+        return "a DICOM element has a value of the wrong length"
+    first = text.split(". ")[0] if text else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from .base import DecodedImage, UnreadableImage, check_dimensions, luminance
+from .base import DecodedImage, UnreadableImage, check_dimensions, luminance, reason_of
 from .. import sources
 
 # Transfer syntaxes whose pixel data may have been coded lossily (JPEG baseline/extended,
@@ -29,6 +29,8 @@ LOSSY_TRANSFER_SYNTAXES = {
 
 # Elements larger than this stay on disk until needed, so headers of huge files are cheap.
 DEFER_SIZE = "64 KB"
+PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010), little and big endian
+TRUNCATED_PIXELS = "pixel data cannot be decoded: the file ends inside its pixel data (truncated or damaged)"
 
 
 def read_header(path: Path) -> pydicom.Dataset:
@@ -39,7 +41,11 @@ def read_header(path: Path) -> pydicom.Dataset:
             ds = pydicom.dcmread(path, force=True, defer_size=DEFER_SIZE)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
         raise UnreadableImage(f"not a readable DICOM file ({_short(exc)})") from None
+    except Exception as exc:  # pydicom raises its own types for malformed elements
+        raise UnreadableImage(f"not a readable DICOM file ({reason_of(exc)})") from None
     if len(ds) == 0:
+        if _has_pixel_data_tag(path):  # pydicom gives up on the whole data set at a damaged pixel data element
+            raise UnreadableImage(TRUNCATED_PIXELS)
         raise UnreadableImage("not a readable DICOM file: it is truncated or holds no data elements")
     _ensure_transfer_syntax(ds)
     return ds
@@ -58,19 +64,27 @@ def _ensure_transfer_syntax(ds: pydicom.Dataset) -> None:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    """The decoder's own reason in one line. pydicom's "... raised by all available plugins:" puts each
+    plugin's reason on the lines after; those are what a person needs, not the heading."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return "; ".join(lines[1:3])[:200]
+    return lines[0][:200]
 
 
 def _frame_count(ds: pydicom.Dataset) -> int:
     try:
         return int(ds.get("NumberOfFrames") or 1)
     except (TypeError, ValueError):
-        raise UnreadableImage(f"invalid NumberOfFrames {ds.get('NumberOfFrames')!r}") from None
+        raise UnreadableImage(f"NumberOfFrames {str(ds.get('NumberOfFrames'))!r} is not a whole number") from None
 
 
 def _check_image_header(ds: pydicom.Dataset, frames: int) -> None:
     if "PixelData" not in ds:
+        if _has_pixel_data_tag(getattr(ds, "filename", None)):
+            raise UnreadableImage(TRUNCATED_PIXELS)
         kind = ds.get("Modality") or ds.get("SOPClassUID", "unknown")
         raise UnreadableImage(f"DICOM file has no pixel data (modality {kind}); it is not an image")
     try:
@@ -80,9 +94,36 @@ def _check_image_header(ds: pydicom.Dataset, frames: int) -> None:
     check_dimensions(frames, rows, cols, samples)
 
 
+def _has_pixel_data_tag(path) -> bool:
+    """Whether the file holds a Pixel Data element that pydicom could not parse (it stops at a damaged one)."""
+    if not isinstance(path, (str, Path)):
+        return False
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    return any(tag in data for tag in PIXEL_DATA_TAGS)
+
+
+def _check_rescale(ds: pydicom.Dataset) -> None:
+    """Rescale Slope and Intercept must be numbers (pydicom would fail later with a numpy message)."""
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword not in ds:
+            continue
+        try:
+            value = float(ds[keyword].value)
+        except (TypeError, ValueError):
+            raise UnreadableImage(f"{keyword} {str(ds[keyword].value)!r} is not a number") from None
+        except Exception as exc:
+            raise UnreadableImage(f"{keyword} cannot be read ({reason_of(exc)})") from None
+        if not np.isfinite(value):
+            raise UnreadableImage(f"{keyword} {value} is not a finite number")
+
+
 def _pixels(ds: pydicom.Dataset) -> np.ndarray:
     """Decode pixel data to float32 (frames, rows, cols): colour to luminance, modality LUT applied."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    _check_rescale(ds)
     try:
         arr = ds.pixel_array
         if photometric == "PALETTE COLOR":
@@ -229,7 +270,13 @@ def sort_series(headers: list[tuple[Path, pydicom.Dataset]]) -> list[tuple[Path,
             "cannot order the series: slices have neither distinct ImagePositionPatient nor InstanceNumber"
         ) from None
     if len(set(numbers)) != len(numbers):
-        raise UnreadableImage("cannot order the series: duplicate slice positions and instance numbers")
+        seen: dict[int, list[str]] = {}
+        for (path, _), number in zip(headers, numbers):
+            seen.setdefault(number, []).append(Path(path).name)
+        clashes = "; ".join(f"{', '.join(names)} (instance {number})" for number, names in sorted(seen.items())
+                            if len(names) > 1)
+        raise UnreadableImage("cannot order the series: these files have the same slice position and instance "
+                              f"number (two copies of one image, or two series under one UID): {clashes[:400]}")
     return [h for _, h in sorted(zip(numbers, headers), key=lambda t: t[0])]
 
 

@@ -28,6 +28,8 @@ def _decode(fh) -> DecodedImage:
         img = klass.from_file_map({"header": holder, "image": holder})
     except Exception as exc:  # nibabel raises many types for damaged headers
         raise UnreadableImage(f"not a readable NIfTI file ({str(exc)[:200] or type(exc).__name__})") from None
+    if img.get_data_dtype().fields:
+        raise UnreadableImage("NIfTI holds colour (RGB/RGBA) voxels; only greyscale images and volumes are supported")
     shape = tuple(int(s) for s in img.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -43,6 +45,10 @@ def _decode(fh) -> DecodedImage:
     try:
         if len(img.shape) >= 3:
             img = nib.as_closest_canonical(img)
+    except nib.orientations.OrientationError:
+        raise UnreadableImage("the NIfTI orientation (sform/qform affine) is unusable: it does not map the "
+                              "voxel axes to patient axes (an all-zero or degenerate affine)") from None
+    try:
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except (EOFError, OSError, ValueError, zlib.error) as exc:
         raise UnreadableImage(f"NIfTI pixel data is truncated or corrupt ({str(exc)[:200] or type(exc).__name__})") from None

@@ -1,0 +1,195 @@
+"""No input breaks the importer: every file gets its own outcome, whatever its decoder raises (issue 14)."""
+
+import os
+import signal
+import socket
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from readerstudy.imaging.importing import discover_sources, import_path, ImportOptions
+from readerstudy.imaging.models import PoolItem
+
+from .conftest import DATA, copy_to, pydicom_file
+from .test_import_errors import assert_pool_consistent
+
+pytestmark = pytest.mark.django_db
+
+
+def one_byte_element(tmp_path, name, tag: bytes):
+    """CT_small.dcm (explicit VR little endian) with a US element shortened to one byte."""
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()  # each its own series, not grouped with the others
+    path = tmp_path / name
+    ds.save_as(path)
+    data = bytearray(path.read_bytes())
+    at = data.find(tag + b"US\x02\x00")
+    assert at > 0
+    data[at + 6:at + 8] = b"\x01\x00"
+    del data[at + 9]
+    path.write_bytes(bytes(data))
+    return path
+
+
+def series_with_bad_frames(tmp_path):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i in range(3):
+        ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+        ds.SOPInstanceUID = f"1.2.3.4.{i + 1}"
+        ds.ImagePositionPatient = [0, 0, float(i)]
+        ds.InstanceNumber = i + 1
+        if i == 1:
+            ds.NumberOfFrames = "9"
+        ds.save_as(folder / f"{i}.dcm")
+        if i == 1:  # pydicom refuses to write a malformed IS value: patch it into the file
+            data = (folder / f"{i}.dcm").read_bytes()
+            assert data.count(b"\x28\x00\x08\x00IS\x02\x009 ") == 1
+            (folder / f"{i}.dcm").write_bytes(data.replace(b"\x28\x00\x08\x00IS\x02\x009 ", b"\x28\x00\x08\x00IS\x02\x001A"))
+    return folder
+
+
+def nifti(tmp_path, name, data, affine=None, sform_zero=False):
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
+    if sform_zero:  # nibabel rewrites the sform from the affine on saving: patch the header instead
+        raw = bytearray(path.read_bytes())
+        raw[252:254] = np.int16(0).tobytes()  # qform_code: unknown
+        raw[254:256] = np.int16(1).tobytes()  # sform_code: scanner
+        raw[280:328] = bytes(48)  # srow_x, srow_y, srow_z all zero
+        path.write_bytes(bytes(raw))
+        assert not nib.load(path).header.get_sform()[:3].any()
+    return path
+
+
+def rgb24_nifti(tmp_path):
+    rgb = np.zeros((8, 8, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["R"] = 200
+    return nifti(tmp_path, "rgb.nii", rgb)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """(path, expected fragment of the message) for inputs each decoder used to raise an odd exception on."""
+    return [
+        (one_byte_element(tmp_path, "rows-1-byte.dcm", b"\x28\x00\x10\x00"), "Rows"),
+        (one_byte_element(tmp_path, "samples-1-byte.dcm", b"\x28\x00\x02\x00"), "SamplesPerPixel"),
+        (rgb24_nifti(tmp_path), "RGB"),
+        (nifti(tmp_path, "zero-sform.nii", np.random.default_rng(0).random((8, 8, 6)).astype("f4"), sform_zero=True),
+         "orientation"),
+    ]
+
+
+def test_every_odd_decoder_error_is_one_failed_file(corpus, tmp_path, real_dataset, pool_dirs):
+    options = ImportOptions(modality="MR", dataset=real_dataset)
+    for path, fragment in corpus:
+        report = import_path(path, options)
+        (outcome,) = report.outcomes
+        assert outcome.status == "failed", (path.name, outcome)
+        assert fragment.lower() in outcome.message.lower(), (path.name, outcome.message)
+        assert "Traceback" not in outcome.message
+    # The same files in one folder, with a good one between them: the batch goes on to the end.
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for path, _ in corpus:
+        copy_to(folder, path)
+    copy_to(folder, pydicom_file("MR_small.dcm"))
+    report = import_path(folder, options)
+    assert report.count("failed") == len(corpus) and report.count("imported") == 1, report.as_dict()
+    assert PoolItem.objects.count() == 1
+    assert_pool_consistent(pool_dirs)
+
+
+def test_a_bad_frame_count_in_a_series_folder_fails_that_file_only(tmp_path, real_dataset):
+    folder = series_with_bad_frames(tmp_path)
+    report = import_path(folder, ImportOptions(modality="CT", dataset=real_dataset))
+    statuses = sorted(o.status for o in report.outcomes)
+    assert "imported" in statuses, report.as_dict()
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    assert len(failed) == 1 and "1.dcm" in failed[0].source and "NumberOfFrames" in failed[0].message
+
+
+def test_special_and_empty_files_in_a_folder_each_get_a_message(tmp_path, real_dataset):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    copy_to(folder, pydicom_file("MR_small.dcm"), "ünïcødé MR.dcm")
+    (folder / "empty.dcm").write_bytes(b"")
+    os.mkfifo(folder / "pipe")
+    (folder / "loop").symlink_to(folder / "loop")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(folder / "sock"))
+
+    def hangs(signum, frame):
+        raise TimeoutError("the import hangs on a special file")
+
+    previous = signal.signal(signal.SIGALRM, hangs)
+    signal.alarm(60)
+    try:
+        report = import_path(folder, ImportOptions(modality="MR", dataset=real_dataset))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    done = [report]
+    by_name = {o.source: o for o in done[0].outcomes}
+    assert by_name["ünïcødé MR.dcm"].status == "imported", by_name
+    assert "empty" in by_name["empty.dcm"].message
+    assert "not a regular file" in by_name["pipe"].message
+    assert "not a regular file" in by_name["sock"].message
+    assert "link" in by_name["loop"].message
+    assert all(o.status == "failed" for name, o in by_name.items() if name != "ünïcødé MR.dcm")
+    server.close()
+
+
+def test_an_unreadable_file_is_named(tmp_path, real_dataset, monkeypatch):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    copy_to(folder, pydicom_file("MR_small.dcm"), "a.dcm")
+    locked = copy_to(folder, pydicom_file("MR_small.dcm"), "b.dcm")
+    real_open = open
+
+    def guarded(file, *args, **kwargs):  # tests run as root, where chmod 000 does not stop reading
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", guarded)
+    report = import_path(folder, ImportOptions(modality="MR", dataset=real_dataset))
+    by_name = {o.source: o for o in report.outcomes}
+    assert by_name["b.dcm"].status == "failed" and "permission denied" in by_name["b.dcm"].message.lower()
+    assert by_name["a.dcm"].status == "imported"
+
+
+def test_messages_name_the_cause_and_the_files(tmp_path, real_dataset):
+    from readerstudy.imaging.decoders.dicom import _short
+
+    ct = ImportOptions(modality="CT", dataset=real_dataset)
+    # A JPEG 2000 file cut or damaged inside its pixel data.
+    raw = (DATA / "emri_small_jpeg_2k_lossless.dcm").read_bytes()
+    pixels_at = raw.find(b"\xe0\x7f\x10\x00")
+    (tmp_path / "cut.dcm").write_bytes(raw[: (pixels_at + len(raw)) // 2])
+    (outcome,) = import_path(tmp_path / "cut.dcm", ct).outcomes
+    assert outcome.status == "failed" and outcome.message.startswith("pixel data cannot be decoded"), outcome
+    # A Rescale Slope that is not a number.
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.RescaleSlope = "1"
+    ds.save_as(tmp_path / "slope.dcm")
+    data = (tmp_path / "slope.dcm").read_bytes()
+    at = data.find(b"\x28\x00\x53\x10DS\x02\x001 ")
+    (tmp_path / "slope.dcm").write_bytes(data[:at + 8] + b"x " + data[at + 10:])
+    (outcome,) = import_path(tmp_path / "slope.dcm", ct).outcomes
+    assert outcome.message == "RescaleSlope 'x' is not a number", outcome
+    # Two copies of one slice in a series: the files are named.
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    for k in range(3):
+        ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+        ds.SOPInstanceUID = f"1.2.{k}"
+        ds.save_as(folder / f"slice{k}.dcm")
+    (outcome,) = import_path(folder, ct).outcomes
+    assert "slice0.dcm, slice1.dcm, slice2.dcm (instance 1)" in outcome.message, outcome
+    # pydicom's "raised by all available plugins:" heading gives way to the plugins' reasons.
+    exc = RuntimeError("Unable to decode the pixel data as the following exceptions were raised by all "
+                       "available plugins:\n  pylibjpeg: the codestream ends early\n  gdcm: no gdcm")
+    assert _short(exc) == "pylibjpeg: the codestream ends early; gdcm: no gdcm"
