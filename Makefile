@@ -35,7 +35,7 @@ demo: migrate
 
 ## make test: the whole suite on SQLite (PostgreSQL tests skip loudly without a server).
 test: install-test
-	@scripts/ensure-chromium
+	@scripts/ensure-test-tools
 	$(BIN)/python -m pytest
 
 ## make test-postgres: the whole suite again on PostgreSQL at 127.0.0.1:5432 (skipped loudly if absent).

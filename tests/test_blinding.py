@@ -21,8 +21,7 @@ from .conftest import DEMO, pydicom_file
 from .studies import make_pool, open_study_for, readers
 
 pytestmark = pytest.mark.django_db
-UID_KEYWORDS = {"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
-                "MediaStorageSOPInstanceUID"}
+UID_KEYWORDS = {"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID"}
 
 
 def first_cases_by_truth(study):

@@ -1,7 +1,7 @@
 """A reader in a real browser (Playwright driving Debian's chromium) against a live server.
 
 Skipped, loudly, where /usr/bin/chromium or the playwright package is missing
-(`make test` installs both on Debian; see scripts/ensure-chromium).
+(`make test` installs both on Debian; see scripts/ensure-test-tools).
 """
 
 import csv

@@ -15,15 +15,19 @@ from .conftest import DATA, DEMO, pydicom_file
 
 pytestmark = pytest.mark.django_db
 
-UID_KEYWORDS = {"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"}
+UID_KEYWORDS = {"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"}
 FORBIDDEN = {
-    "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime", "AcquisitionDateTime",
+    "SeriesDate", "AcquisitionDate", "ContentDate", "SeriesTime", "AcquisitionDateTime",
     "InstitutionName", "InstitutionAddress", "Manufacturer", "ManufacturerModelName", "StationName",
-    "SoftwareVersions", "DeviceSerialNumber", "ReferringPhysicianName", "OperatorsName", "ImageComments",
+    "SoftwareVersions", "DeviceSerialNumber", "OperatorsName", "ImageComments",
     "DerivationDescription", "LossyImageCompression", "LossyImageCompressionRatio", "PixelSpacing",
-    "SliceThickness", "ImagePositionPatient", "AccessionNumber", "SeriesDescription", "StudyDescription",
-    "ProtocolName", "BodyPartExamined", "ImplementationVersionName", "SourceApplicationEntityTitle",
+    "SliceThickness", "ImagePositionPatient", "SeriesDescription", "StudyDescription",
+    "ProtocolName", "BodyPartExamined", "SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
+    "ReceivingApplicationEntityTitle", "PrivateInformationCreatorUID", "PrivateInformation", "FrameOfReferenceUID",
 }
+# Type 2 attributes DICOM requires (General Study, General Series): present, and always empty.
+EMPTY_TYPE2 = ("StudyDate", "StudyTime", "ReferringPhysicianName", "AccessionNumber", "Laterality", "StudyID",
+               "PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 
 
 @pytest.fixture
@@ -97,8 +101,11 @@ def test_canonical_files_carry_nothing_about_the_source(import_file):
 
     item = PoolItem.objects.get(pk=report.outcomes[0].item_ids[0])
     (ds,), _ = rendition_datasets(item, (256, 256, 1))
-    keywords = {e.keyword for e in ds}
+    keywords = {e.keyword for e in ds} | {e.keyword for e in ds.file_meta}
     assert not keywords & FORBIDDEN
+    assert all(ds[k].value in ("", None) for k in EMPTY_TYPE2)
+    # The file meta names the platform by fixed values, never the pydicom version that wrote it.
+    assert ds.file_meta.ImplementationVersionName == canonical.IMPLEMENTATION_VERSION_NAME
     assert not [e for e in ds if e.tag.is_private]
     assert ds.PatientName == "" and ds.PatientID == ""
     assert ds.PhotometricInterpretation == "MONOCHROME2"  # the source was MONOCHROME1

@@ -43,6 +43,8 @@ CODE_MAX = (1 << BITS_STORED) - 1
 CT_HU_OFFSET = 1024
 # Our implementation class UID; identical for every file, so it says nothing about origin.
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1523.1"
+# Fixed, so files written before and after a pydicom upgrade stay alike (pydicom would write its own version).
+IMPLEMENTATION_VERSION_NAME = "READERSTUDY_1"
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,8 @@ def personalised_dataset(path: Path, key: bytes, index: int) -> bytes:
     ds = pydicom.dcmread(path)
     ds.StudyInstanceUID = derived_uid(key, "study")
     ds.SeriesInstanceUID = derived_uid(key, "series")
-    ds.FrameOfReferenceUID = derived_uid(key, "frame-of-reference")
+    if "FrameOfReferenceUID" in ds:  # renditions written before it was dropped (manage.py rerender)
+        ds.FrameOfReferenceUID = derived_uid(key, "frame-of-reference")
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(key, f"sop:{index}")
     return _file_bytes(ds)
 
@@ -275,7 +278,10 @@ def _uid_offsets(path: str, size: int, mtime_ns: int) -> tuple:
     ds = pydicom.dcmread(path)
     data = Path(path).read_bytes()
     found = []
-    for keyword, name in _PERSONAL_UIDS.items():
+    personal = {k: v for k, v in _PERSONAL_UIDS.items() if k in ds}  # older renditions also hold a FoR UID
+    if len(personal) < len(_PERSONAL_UIDS) - 1:
+        raise ValueError(f"{path}: not a canonical file (personal UIDs missing)")
+    for keyword, name in personal.items():
         value = str(ds[keyword].value).encode()
         if len(value) != UID_LENGTH:
             raise ValueError(f"{path}: {keyword} is not a canonical {UID_LENGTH}-character UID")
@@ -283,8 +289,8 @@ def _uid_offsets(path: str, size: int, mtime_ns: int) -> tuple:
         while (offset := data.find(value, start)) >= 0:  # SOP Instance UID is also in the file meta
             found.append((offset, name))
             start = offset + UID_LENGTH
-    if len(found) != len(_PERSONAL_UIDS) + 1:
-        raise ValueError(f"{path}: expected {len(_PERSONAL_UIDS) + 1} personal UID values, found {len(found)}")
+    if len(found) != len(personal) + 1:
+        raise ValueError(f"{path}: expected {len(personal) + 1} personal UID values, found {len(found)}")
     return tuple(found)
 
 
@@ -316,8 +322,7 @@ def reformat_slice(codes: np.ndarray, modality: str, plane: str, index: int, key
     image = reformat_plane(codes, plane, index)
     aspect = codes.shape[2 if plane == "coronal" else 1] / codes.shape[0]  # shown as tall as it is wide
     ds = build_slice_dataset(
-        image, modality, index, derived_uid(key, "study"), derived_uid(key, f"series:{plane}"),
-        derived_uid(key, "frame-of-reference"), pixel_aspect=aspect,
+        image, modality, index, derived_uid(key, "study"), derived_uid(key, f"series:{plane}"), pixel_aspect=aspect,
     )
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(key, f"sop:{plane}:{index + 1}")
     return _file_bytes(ds)
@@ -333,8 +338,7 @@ def new_uid() -> str:
 
 
 def build_slice_dataset(
-    plane: np.ndarray, modality: str, index: int, study_uid: str, series_uid: str, frame_uid: str,
-    pixel_aspect: float | None = None,
+    plane: np.ndarray, modality: str, index: int, study_uid: str, series_uid: str, pixel_aspect: float | None = None,
 ) -> Dataset:
     """The canonical dataset for one slice; the tag set depends on nothing but the modality (and, for
     reformats, `pixel_aspect`: how much taller than wide a pixel is displayed)."""
@@ -350,6 +354,7 @@ def build_slice_dataset(
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
 
     ds = Dataset()
     ds.file_meta = meta
@@ -363,9 +368,14 @@ def build_slice_dataset(
     ds.PatientID = ""
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
+    # General Study and Series: the Type 2 attributes are present and empty (nothing about the source).
+    ds.StudyDate = ""
+    ds.StudyTime = ""
+    ds.ReferringPhysicianName = ""
+    ds.AccessionNumber = ""
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = frame_uid
+    ds.Laterality = ""
     ds.StudyID = ""
     ds.SeriesNumber = 1
     ds.InstanceNumber = index + 1
@@ -409,10 +419,10 @@ def write_canonical_series(codes: np.ndarray, modality: str, directory: Path) ->
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory.parent))
     try:
-        study_uid, series_uid, frame_uid = new_uid(), new_uid(), new_uid()
+        study_uid, series_uid = new_uid(), new_uid()
         sizes = []
         for index, plane in enumerate(codes):
-            ds = build_slice_dataset(plane, modality, index, study_uid, series_uid, frame_uid)
+            ds = build_slice_dataset(plane, modality, index, study_uid, series_uid)
             path = tmp / slice_filename(index)
             ds.save_as(path, enforce_file_format=True)
             sizes.append(path.stat().st_size)

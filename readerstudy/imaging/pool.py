@@ -80,6 +80,28 @@ def ensure_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Rendit
         )
 
 
+def rerender(rendition: Rendition) -> Rendition:
+    """Write the rendition again with today's canonical writer (same codes from the master, current tags)
+    into a new folder, point the row at it and remove the old folder once that commits.
+
+    For renditions written by an older writer (tags, file meta): served files of one study must all come
+    from one writer, or the leak audit tells them apart.
+    """
+    item = rendition.item
+    codes = canonical.render(storage.load_master(item.master_file), item.modality,
+                             rendition.rows, rendition.cols, rendition.depth)
+    token = storage.new_token()
+    directory = storage.renditions_dir() / token
+    old = storage.renditions_dir() / rendition.directory
+    with storage.pool_transaction():
+        sizes = canonical.write_canonical_series(codes, item.modality, directory)
+        storage.register_written(directory)
+        Rendition.objects.filter(pk=rendition.pk).update(directory=token, file_bytes=sizes)
+        transaction.on_commit(lambda: storage.remove_path(old))
+    rendition.refresh_from_db()
+    return rendition
+
+
 def rendition_files(rendition: Rendition) -> list:
     directory = storage.renditions_dir() / rendition.directory
     return [directory / canonical.slice_filename(i) for i in range(rendition.depth)]

@@ -96,7 +96,10 @@ class ServedFileMiddleware:
         if served is None:
             return None
         kwargs = {k: v for k, v in match.kwargs.items() if k != "token"}
-        data = served.slice(**kwargs) if kind == "slice" else served.reformat(**kwargs)
+        try:
+            data = served.slice(**kwargs) if kind == "slice" else served.reformat(**kwargs)
+        except OSError:  # the rendition was written again meanwhile (manage.py rerender): ask the view
+            return None
         if data is None:
             return None  # the view answers 404 as usual
         response = file_response(data)

@@ -24,45 +24,55 @@ MAX_LOGIT = 15.0
 
 
 def _mode(y, beta, sds, reader, case, n_readers, v):
-    """Conditional mode of the spherical random effects v (u = sd * v) and the Laplace log-likelihood there."""
-    scale = np.concatenate([np.full(n_readers, sds[0]), np.full(len(v) - n_readers, sds[1])])
-    for _ in range(30):
-        eta = beta + scale[reader] * v[reader] + scale[n_readers + case] * v[n_readers + case]
+    """Conditional mode of the spherical random effects v (u = sd * v) and the Laplace log-likelihood there.
+
+    Newton's method on the penalised log-likelihood, halving a step that would lower it (a warm start
+    from far-away parameters can otherwise overshoot).
+    """
+    n_cases = len(v) - n_readers
+
+    def objective(v):
+        eta = beta + sds[0] * v[reader] + sds[1] * v[n_readers + case]
+        return np.sum(y * eta - np.logaddexp(0, eta)) - v @ v / 2, eta
+
+    value, eta = objective(v)
+    for _ in range(50):
         mu = special.expit(eta)
-        # Gradient of  loglik(y | eta) - v'v / 2  in v; Newton step with the information matrix.
-        grad = -v.copy()
-        np.add.at(grad, reader, scale[reader] * (y - mu))
-        np.add.at(grad, n_readers + case, scale[n_readers + case] * (y - mu))
-        step, _ = _solve(mu * (1 - mu), scale, reader, case, n_readers, grad)
-        v = v + step
-        if np.max(np.abs(step)) < 1e-9:
+        residual = y - mu
+        grad = -v + np.concatenate([sds[0] * np.bincount(reader, residual, n_readers),
+                                    sds[1] * np.bincount(case, residual, n_cases)])
+        step, _ = _solve(mu * (1 - mu), sds, reader, case, n_readers, n_cases, grad)
+        for _ in range(30):
+            new_value, new_eta = objective(v + step)
+            if new_value >= value - 1e-12:
+                break
+            step = step / 2
+        v, value, eta = v + step, new_value, new_eta
+        if np.max(np.abs(step)) < 1e-10:
             break
-    eta = beta + scale[reader] * v[reader] + scale[n_readers + case] * v[n_readers + case]
     mu = special.expit(eta)
-    _, logdet = _solve(mu * (1 - mu), scale, reader, case, n_readers, np.zeros(len(v)))
-    loglik = np.sum(y * eta - np.logaddexp(0, eta))
-    return v, loglik - v @ v / 2 - logdet / 2
+    _, logdet = _solve(mu * (1 - mu), sds, reader, case, n_readers, n_cases, None)
+    return v, value - logdet / 2
 
 
-def _solve(w, scale, reader, case, n_readers, rhs):
-    """Solve (Lambda Z'WZ Lambda + I) x = rhs and give its log-determinant.
+def _solve(w, sds, reader, case, n_readers, n_cases, rhs):
+    """Solve (Lambda Z'WZ Lambda + I) x = rhs (when given) and give its log-determinant.
 
     The reader block and the case block are each diagonal (an effect meets only itself), so the system
     reduces to the readers' Schur complement: O(readers^2 x cases), not (readers + cases)^3.
     """
-    q = len(rhs)
-    diag = np.ones(q)
-    np.add.at(diag, reader, w * scale[reader] ** 2)
-    np.add.at(diag, n_readers + case, w * scale[n_readers + case] ** 2)
-    cross = np.zeros((n_readers, q - n_readers))
-    np.add.at(cross, (reader, case), w)
-    cross *= np.outer(scale[:n_readers], scale[n_readers:])
-    a, c = diag[:n_readers], diag[n_readers:]
+    a = 1 + sds[0] ** 2 * np.bincount(reader, w, n_readers)
+    c = 1 + sds[1] ** 2 * np.bincount(case, w, n_cases)
+    cross = np.bincount(reader * n_cases + case, w, n_readers * n_cases).reshape(n_readers, n_cases)
+    cross *= sds[0] * sds[1]
     schur = np.diag(a) - (cross / c) @ cross.T
     chol = np.linalg.cholesky(schur)
+    logdet = np.sum(np.log(c)) + 2 * np.sum(np.log(np.diag(chol)))
+    if rhs is None:
+        return None, logdet
     x_r = np.linalg.solve(schur, rhs[:n_readers] - cross @ (rhs[n_readers:] / c))
     x_c = (rhs[n_readers:] - cross.T @ x_r) / c
-    return np.concatenate([x_r, x_c]), np.sum(np.log(c)) + 2 * np.sum(np.log(np.diag(chol)))
+    return np.concatenate([x_r, x_c]), logdet
 
 
 def fit_crossed_logit(correct, readers, cases) -> dict | Undefined:
@@ -91,9 +101,10 @@ def fit_crossed_logit(correct, readers, cases) -> dict | Undefined:
     start = np.array([np.log(y.mean() / (1 - y.mean())), 0.5, 0.5])
     bounds = [(-MAX_LOGIT, MAX_LOGIT), (0, MAX_SD), (0, MAX_SD)]
     best = optimize.minimize(deviance, start, method="L-BFGS-B", bounds=bounds,
-                             options={"ftol": 1e-12, "gtol": 1e-8, "maxfun": 400})
-    best = optimize.minimize(deviance, best.x, method="Nelder-Mead", bounds=bounds,
-                             options={"xatol": 1e-8, "fatol": 1e-10, "maxfev": 1000})
+                             options={"ftol": 1e-12, "gtol": 1e-6, "eps": 1e-6, "maxfun": 400})
+    if not best.success:  # a rough surface (near a boundary): the simplex copes where gradients do not
+        best = optimize.minimize(deviance, best.x, method="Nelder-Mead", bounds=bounds,
+                                 options={"xatol": 1e-8, "fatol": 1e-10, "maxfev": 1000})
     beta, sd_r, sd_c = best.x
     if not best.success:
         return Undefined("the model did not converge")
