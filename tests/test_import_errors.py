@@ -135,7 +135,9 @@ def test_batch_carries_on_past_bad_files(import_file, tmp_path, pool_dirs):
     folder = tmp_path / "batch"
     cases = bad_inputs(folder)
     copy_to(folder, DATA / "emri_small.dcm", "good1.dcm")
-    copy_to(folder, pydicom_file("CT_small.dcm"), "good2.dcm")
+    second = pydicom.dcmread(pydicom_file("MR_small.dcm"))
+    second.SeriesInstanceUID = pydicom.uid.generate_uid()  # its own series, not MR_truncated's
+    second.save_as(folder / "good2.dcm")
     report = import_file(folder)
     failed = {o.source: o.message for o in report.outcomes if o.status == "failed"}
     assert len(failed) == len(cases)  # exactly one error per bad file
@@ -176,7 +178,7 @@ def test_source_with_several_items_is_all_or_nothing(import_file, monkeypatch, p
 
 
 def test_volume_layout_refuses_single_images(import_file):
-    assert "single slice" in failure(import_file(pydicom_file("CT_small.dcm"), layout="volume"))
+    assert "single slice" in failure(import_file(pydicom_file("CT_small.dcm"), "CT", layout="volume"))
 
 
 def test_series_with_mismatched_slice_reports_the_file(import_file, tmp_path):

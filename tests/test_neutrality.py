@@ -125,6 +125,7 @@ def write_dicom_10_bit(path, image):
     pixels = np.rint(image * 1023).astype(np.uint16)
     ds.Rows, ds.Columns = pixels.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 10, 9, 0
+    ds.Modality = "DX"  # imported as X-ray: the file must say so
     ds.PixelData = pixels.tobytes()
     ds.save_as(path)
 

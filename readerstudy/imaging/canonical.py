@@ -101,7 +101,7 @@ def to_codes(values: np.ndarray, modality: str, *, hounsfield: bool = False, inv
     if not np.isfinite(values).all():
         raise ValueError("image values must be finite")
     hounsfield = hounsfield and modality == "CT"
-    if not hounsfield and values.min() == values.max():
+    if values.min() == values.max():  # nothing to read, in HU or not
         raise BlankImage(f"image is blank (every pixel has the value {float(values.min()):g})")
     if step > 0:
         seed = zlib.crc32(np.ascontiguousarray(_sample(values)).tobytes())

@@ -38,6 +38,9 @@ class UploadForm(forms.Form):
     body_part = forms.CharField(required=False, max_length=50)
     layout = forms.ChoiceField(choices=Layout.CHOICES, initial=Layout.AUTO)
     slices = forms.IntegerField(required=False, min_value=1, help_text="With 'separate 2D slices': how many.")
+    uncalibrated_ct = forms.BooleanField(
+        required=False, label="CT not in Hounsfield units",
+        help_text="Accept CT without HU (PNG, TIFF, secondary capture): scaled like MR and recorded as such.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

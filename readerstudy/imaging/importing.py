@@ -48,6 +48,8 @@ class ImportOptions:
     job: object = None
     generator: object = None  # set for an external synthetic set: items become synthetic
     prompt: str = ""
+    # CT not in Hounsfield units (a PNG, a secondary capture): scaled like MR, and recorded as such.
+    uncalibrated_ct: bool = False
 
     @property
     def origin(self) -> str:
@@ -236,6 +238,7 @@ def import_source(source: Source, options: ImportOptions) -> Outcome:
                 )
         digest = source_sha256(source.paths)
         decoded = decode_source(source.fmt, source.paths)
+        check_modality(decoded, options)
         plan = _plan_items(decoded, options)
         existing = set(
             PoolItem.objects.filter(dataset=options.dataset, source_sha256=digest).values_list(
@@ -256,6 +259,52 @@ def import_source(source: Source, options: ImportOptions) -> Outcome:
     skipped = len(plan) - len(todo)
     note = f" ({skipped} already in the pool)" if skipped else ""
     return Outcome(source.label, "imported", f"{len(ids)} item(s) created{note}", ids)
+
+
+# DICOM Modality codes of each platform modality (projection radiography for XR).
+MODALITY_CODES = {Modality.CT: {"CT"}, Modality.MR: {"MR"},
+                  Modality.XR: {"CR", "DX", "DR", "RG", "RF", "XA", "MG", "PX", "IO", "DF", "XR"}}
+NOT_IMAGES = {"SEG": "a segmentation", "RTDOSE": "a radiotherapy dose grid", "RTSTRUCT": "a structure set",
+              "RTPLAN": "a radiotherapy plan", "RTRECORD": "a treatment record", "SR": "a structured report",
+              "PR": "a presentation state", "KO": "a key-object selection", "REG": "a registration",
+              "ECG": "a waveform", "DOC": "a document", "PLAN": "a plan"}
+OTHER_IMAGING = {"US": "ultrasound", "NM": "nuclear medicine", "PT": "PET", "OP": "ophthalmic photography",
+                 "OPT": "optical coherence tomography", "SM": "slide microscopy", "ES": "endoscopy",
+                 "XC": "photography", "IVUS": "intravascular ultrasound", "OCT": "optical coherence tomography"}
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame variants (…7.1 to …7.4)
+
+
+def check_modality(decoded: DecodedImage, options: ImportOptions) -> None:
+    """Refuse what is not an image of the modality it is imported as (UnreadableImage says why).
+
+    A DICOM file's own Modality and SOP class decide: non-images (SEG, RT objects, reports) never; a CT,
+    MR or X-ray file only as that modality; other imaging (US, NM, PET...) not at all unless it is a
+    secondary capture. CT must be in Hounsfield units unless `uncalibrated_ct` says otherwise.
+    """
+    info = decoded.info
+    if info.get("format") == "DICOM":
+        code = str(info.get("dicom_modality") or "").upper()
+        sop = str(info.get("sop_class") or "")
+        if code in NOT_IMAGES or sop in NOT_IMAGE_SOP_CLASSES:
+            what = NOT_IMAGES.get(code) or NOT_IMAGE_SOP_CLASSES[sop]
+            raise UnreadableImage(f"{what} (DICOM Modality {code or 'none'}) is not an image to read")
+        family = next((m for m, codes in MODALITY_CODES.items() if code in codes), None)
+        if family is not None and family != options.modality:
+            raise UnreadableImage(f"the file is {family} (DICOM Modality {code}), not {options.modality}: "
+                                  f"import it as {family}")
+        if code in OTHER_IMAGING and not sop.startswith(SECONDARY_CAPTURE):
+            raise UnreadableImage(f"the file is {OTHER_IMAGING[code]} (DICOM Modality {code}); this platform "
+                                  "reads X-ray, CT and MR")
+    if options.modality == Modality.CT and not decoded.calibrated:
+        if not options.uncalibrated_ct:
+            raise UnreadableImage("not in Hounsfield units (neither DICOM Modality CT nor Rescale Type HU; PNG, "
+                                  "JPEG and TIFF have none): import it as CT only with the uncalibrated-CT "
+                                  "option, which scales it like MR and records that")
+        info["uncalibrated_ct"] = True
+
+
+NOT_IMAGE_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4": "a segmentation", "1.2.840.10008.5.1.4.1.1.481.2":
+                         "a radiotherapy dose grid", "1.2.840.10008.5.1.4.1.1.481.3": "a structure set"}
 
 
 def _plan_items(decoded: DecodedImage, options: ImportOptions) -> list[tuple[str, slice]]:

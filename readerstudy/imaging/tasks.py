@@ -23,6 +23,7 @@ def _import_upload(job: Job, reporter) -> dict:
     options = ImportOptions(
         modality=p["modality"], dataset=Dataset.objects.get(pk=p["dataset_id"]), body_part=p.get("body_part", ""),
         layout=p.get("layout", "auto"), slices=p.get("slices"), created_by=job.created_by, job=job,
+        uncalibrated_ct=p.get("uncalibrated_ct", False),
     )
     try:
         return import_path(upload_dir(job), options, reporter, root_label="uploaded files").as_dict()
@@ -57,6 +58,7 @@ def create_upload_job(data: dict, user=None) -> Job:
             params={
                 "modality": data["modality"], "dataset_id": dataset.pk, "body_part": data["body_part"],
                 "layout": data["layout"], "slices": data["slices"],
+                "uncalibrated_ct": bool(data.get("uncalibrated_ct")),
             },
         )
         target = upload_dir(job)

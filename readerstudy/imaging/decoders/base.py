@@ -47,10 +47,15 @@ class DecodedImage:
     quantisation_step: float = 0.0
 
 
+MIN_SIDE = 8
+
+
 def check_dimensions(depth: int, rows: int, cols: int, samples: int = 1) -> None:
     """Refuse absurd sizes from the header alone, before any pixel is decoded."""
     if min(depth, rows, cols) < 1:
         raise UnreadableImage(f"image has no pixels (size {depth}x{rows}x{cols})")
+    if min(rows, cols) < MIN_SIDE:
+        raise UnreadableImage(f"image is {rows}x{cols} pixels; a reader needs at least {MIN_SIDE} on each side")
     if max(rows, cols) > settings.IMPORT_MAX_SIDE:
         raise UnreadableImage(
             f"image is {rows}x{cols} pixels; the largest side allowed is {settings.IMPORT_MAX_SIDE}"

@@ -170,6 +170,7 @@ def _info(ds: pydicom.Dataset, **extra) -> dict:
         "transfer_syntax": ts.name if ts else "unknown",
         "meta_header": "TransferSyntaxUID" in ds.file_meta and ds.preamble is not None,
         "dicom_modality": str(ds.get("Modality", "")),
+        "sop_class": str(ds.get("SOPClassUID", "")),
         "photometric": str(ds.get("PhotometricInterpretation", "")),
         "bits_stored": int(ds.get("BitsStored") or 0),
         "lossy_compressed": lossy,

@@ -24,6 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--layout", default=Layout.AUTO, choices=[c for c, _ in Layout.CHOICES],
                             help="auto: volumes stay volumes; volume: require volumes; slices: 2D items from slices.")
         parser.add_argument("--slices", type=int, help="With --layout slices: number of evenly spaced slices.")
+        parser.add_argument("--uncalibrated-ct", action="store_true",
+                            help="Accept CT that is not in Hounsfield units (PNG, TIFF, secondary capture): scaled "
+                                 "like MR, and recorded in the item's provenance.")
         parser.add_argument("--no-progress", action="store_true", help="Do not draw the progress bar.")
 
     def handle(self, *args, **opts):
@@ -34,7 +37,7 @@ class Command(BaseCommand):
         try:
             options = ImportOptions(
                 modality=opts["modality"], dataset=dataset, body_part=opts["body_part"],
-                layout=opts["layout"], slices=opts["slices"],
+                layout=opts["layout"], slices=opts["slices"], uncalibrated_ct=opts["uncalibrated_ct"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None

@@ -1,0 +1,80 @@
+"""Pool files no row refers to: what a killed import or preparation leaves behind (see `manage.py gc_pool`).
+
+A process killed between writing a file and committing its row (SIGKILL, power loss) leaves the file:
+`pool_transaction` removes files only when it sees the transaction fail. Nothing else can tell an orphan
+from a file whose row is about to commit, so temporaries younger than `min_age` seconds are left alone
+(an import still running), and orphans are listed before anything is deleted.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import storage
+from .models import PoolItem, Rendition
+
+
+@dataclass
+class PoolGarbage:
+    orphan_masters: list[Path] = field(default_factory=list)  # master files with no pool item
+    orphan_renditions: list[Path] = field(default_factory=list)  # rendition folders with no row
+    stale_partials: list[Path] = field(default_factory=list)  # temporaries of writes that never finished
+    missing: list[str] = field(default_factory=list)  # rows whose files are gone (reported, never deleted)
+
+    @property
+    def paths(self) -> list[Path]:
+        return self.orphan_masters + self.orphan_renditions + self.stale_partials
+
+    def size_bytes(self) -> int:
+        return sum(_size(p) for p in self.paths)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def _young(path: Path, min_age: float, now: float) -> bool:
+    try:
+        return now - path.lstat().st_mtime < min_age
+    except FileNotFoundError:
+        return True  # gone meanwhile: nothing to do
+
+
+def find_garbage(min_age: float = 3600) -> PoolGarbage:
+    """What is on disk without a row (and rows without their files), leaving files younger than `min_age`."""
+    now = time.time()
+    found = PoolGarbage()
+    masters = set(PoolItem.objects.values_list("master_file", flat=True))
+    renditions = set(Rendition.objects.values_list("directory", flat=True))
+    for folder, known, orphans in ((storage.masters_dir(), masters, found.orphan_masters),
+                                   (storage.renditions_dir(), renditions, found.orphan_renditions)):
+        if not folder.exists():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".partial-"):
+                if not _young(path, min_age, now):
+                    found.stale_partials.append(path)
+            elif path.name not in known and not _young(path, min_age, now):
+                orphans.append(path)
+    for name in sorted(masters):
+        if not (storage.masters_dir() / name).exists():
+            found.missing.append(f"master {name} of a pool item")
+    for name in sorted(renditions):
+        if not (storage.renditions_dir() / name).is_dir():
+            found.missing.append(f"rendition folder {name}")
+    return found
+
+
+def delete_garbage(garbage: PoolGarbage) -> int:
+    """Delete what `find_garbage` found (rows are re-checked first: one may have committed since)."""
+    masters = set(PoolItem.objects.values_list("master_file", flat=True))
+    renditions = set(Rendition.objects.values_list("directory", flat=True))
+    removed = 0
+    for path in garbage.paths:
+        if path.name in masters or path.name in renditions:
+            continue
+        storage.remove_path(path)
+        removed += 1
+    return removed
