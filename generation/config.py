@@ -6,6 +6,10 @@ from pathlib import Path
 
 from readerstudy.imaging.models import Modality
 
+# DDIM (or pipeline) sampling steps when a request names none; here, not in sampling.py, so forms and
+# commands can offer it without importing torch.
+DEFAULT_STEPS = 50
+
 
 class ConfigError(ValueError):
     """A training or sampling configuration that cannot work; the message says why."""

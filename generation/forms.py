@@ -3,7 +3,7 @@ from django import forms
 from readerstudy.imaging.models import Modality
 
 from .models import Generator
-from .sampling import DEFAULT_STEPS
+from .config import DEFAULT_STEPS
 
 
 class GenerateForm(forms.Form):

@@ -12,13 +12,12 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
-from .config import ConfigError, TrainConfig
+from .config import DEFAULT_STEPS, ConfigError, TrainConfig
 from .intensity import model_to_unit
 from .networks import denoise, load_network
 from .registry import read_model_folder
 from .training import pick_device
 
-DEFAULT_STEPS = 50
 
 
 @dataclass

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from generation.config import ConfigError
 from generation.generate import create_generation_job, run_generation, validate_request
 from generation.models import Generator
-from generation.sampling import DEFAULT_STEPS
+from generation.config import DEFAULT_STEPS
 from readerstudy.jobs.models import Job
 from readerstudy.jobs.progress import TerminalProgress, run_job
 
