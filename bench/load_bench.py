@@ -84,7 +84,9 @@ def login(url, username):
     return session
 
 
-def reader_loop(url, username, tokens, start, seconds, latencies, errors):
+def reader_loop(url, username, tokens, start, seconds, latencies, errors, floor=False):
+    """One reader autosaving and submitting as fast as answered; with `floor`, the same requests to the
+    floor view (one UPDATE; bench/floor_urls.py) instead of the answer endpoint."""
     session = login(url, username)
     headers = {"X-CSRFToken": session.cookies["csrftoken"], "Content-Type": "application/json"}
     start.wait()  # everyone logged in: the clock starts now
@@ -94,8 +96,9 @@ def reader_loop(url, username, tokens, start, seconds, latencies, errors):
         token = tokens[min(n // 2, len(tokens) - 1)]
         body = {"label": "fake", "confidence": 1 + n % 5, "realism": 1 + n % 4, "anatomy": 2,
                 "submit": n % 2 == 1 and n // 2 < len(tokens), "idempotency_key": f"{username}-{n:07d}"}
+        target = f"{url}/bench/floor/{token}" if floor else f"{url}/read/case/{token}/answer"
         start = time.perf_counter()
-        response = session.post(f"{url}/read/case/{token}/answer", data=json.dumps(body), headers=headers)
+        response = session.post(target, data=json.dumps(body), headers=headers)
         latencies.append((time.perf_counter() - start) * 1000)
         if response.status_code != 200:
             errors.append(response.status_code)
@@ -110,9 +113,9 @@ def slice_loop(get, stop_at, counter):
 
 def run_database(kind, args, results):
     data = Path(tempfile.mkdtemp(prefix=f"load-{kind}-"))
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "readerstudy.settings", "READERSTUDY_DATA_DIR": str(data),
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "floor_settings", "READERSTUDY_DATA_DIR": str(data),
            "DJANGO_SECURE_COOKIES": "0", "READERSTUDY_TASKS_BACKEND": "immediate",
-           "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost", "PYTHONPATH": str(ROOT)}
+           "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost", "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"}
     if kind == "postgres":
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", "DROP DATABASE IF EXISTS readerstudy_load"],
                        check=True, capture_output=True)
@@ -130,19 +133,21 @@ def run_database(kind, args, results):
     process, url = start_server(env, args.workers)
     try:
         for n_readers in args.readers:
-            latencies, errors = [], []
-            users = sorted(tokens)[:n_readers]
-            start = threading.Barrier(len(users))
-            threads = [threading.Thread(target=reader_loop,
-                                        args=(url, u, tokens[u], start, args.seconds, latencies, errors))
-                       for u in users]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            q = statistics.quantiles(latencies, n=20)
-            results.append((kind, n_readers, len(latencies) / args.seconds, statistics.median(latencies), q[18],
-                            len(errors)))
+            row = [kind, n_readers]
+            for floor in (False, True):
+                latencies, errors = [], []
+                users = sorted(tokens)[:n_readers]
+                start = threading.Barrier(len(users))
+                threads = [threading.Thread(target=reader_loop, args=(url, u, tokens[u], start, args.seconds,
+                                                                      latencies, errors, floor))
+                           for u in users]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                q = statistics.quantiles(latencies, n=20)
+                row += [len(latencies) / args.seconds, statistics.median(latencies), q[18], len(errors)]
+            results.append(tuple(row))
         if kind == "sqlite":
             results.append(("slices", *image_serving(url, tokens, env, data, args)))
     finally:
@@ -215,12 +220,17 @@ def main():
         f"--seconds {args.seconds:.0f} --workers {args.workers}"
         f"{f' --threads {args.threads}' if args.threads else ''}`.",
         "",
-        "| database | readers | saves/s | p50 ms | p95 ms | errors |",
-        "|---|---|---|---|---|---|",
+        "Floor: the same authenticated JSON POSTs to a view doing one indexed UPDATE (bench/floor_urls.py), "
+        "right after the saves, on the same server.",
+        "",
+        "| database | readers | saves/s | p50 ms | p95 ms | errors | floor/s | floor p50 ms | floor p95 ms | "
+        "saves vs floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r[0] != "slices":
-            lines.append(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]} |")
+            lines.append(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]} | {r[6]:.0f} | "
+                         f"{r[7]:.1f} | {r[8]:.1f} | {r[6] / r[2]:.1f}x slower |")
     for r in results:
         if r[0] == "slices":
             lines += ["", f"Image serving, one {r[1]:,}-byte canonical slice, 8 clients: Django with the view's "

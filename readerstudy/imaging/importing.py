@@ -271,6 +271,8 @@ NOT_IMAGES = {"SEG": "a segmentation", "RTDOSE": "a radiotherapy dose grid", "RT
 OTHER_IMAGING = {"US": "ultrasound", "NM": "nuclear medicine", "PT": "PET", "OP": "ophthalmic photography",
                  "OPT": "optical coherence tomography", "SM": "slide microscopy", "ES": "endoscopy",
                  "XC": "photography", "IVUS": "intravascular ultrasound", "OCT": "optical coherence tomography"}
+NOT_IMAGE_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4": "a segmentation", "1.2.840.10008.5.1.4.1.1.481.2":
+                         "a radiotherapy dose grid", "1.2.840.10008.5.1.4.1.1.481.3": "a structure set"}
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame variants (…7.1 to …7.4)
 
 
@@ -301,10 +303,6 @@ def check_modality(decoded: DecodedImage, options: ImportOptions) -> None:
                                   "JPEG and TIFF have none): import it as CT only with the uncalibrated-CT "
                                   "option, which scales it like MR and records that")
         info["uncalibrated_ct"] = True
-
-
-NOT_IMAGE_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4": "a segmentation", "1.2.840.10008.5.1.4.1.1.481.2":
-                         "a radiotherapy dose grid", "1.2.840.10008.5.1.4.1.1.481.3": "a structure set"}
 
 
 def _plan_items(decoded: DecodedImage, options: ImportOptions) -> list[tuple[str, slice]]:
