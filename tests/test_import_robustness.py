@@ -193,3 +193,45 @@ def test_messages_name_the_cause_and_the_files(tmp_path, real_dataset):
     exc = RuntimeError("Unable to decode the pixel data as the following exceptions were raised by all "
                        "available plugins:\n  pylibjpeg: the codestream ends early\n  gdcm: no gdcm")
     assert _short(exc) == "pylibjpeg: the codestream ends early; gdcm: no gdcm"
+
+
+def write_series(folder, specs):
+    """Single-frame CT files of one series UID: specs are (name, z position, echo, orientation)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = pydicom.uid.generate_uid()
+    for number, (name, z, echo, orientation) in enumerate(specs, start=1):
+        ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.InstanceNumber = number
+        ds.ImagePositionPatient = [0.0, 0.0, float(z)]
+        ds.ImageOrientationPatient = list(orientation)
+        if echo is not None:
+            ds.EchoNumbers = echo
+        ds.save_as(folder / name)
+
+
+AXIAL, CORONAL, SAGITTAL = (1, 0, 0, 0, 1, 0), (1, 0, 0, 0, 0, -1), (0, 1, 0, 0, 0, -1)
+
+
+def test_one_series_uid_holding_several_stacks_is_split(tmp_path, real_dataset):
+    # A dual-echo series, its echoes interleaved file by file, and a three-plane localizer.
+    write_series(tmp_path / "echoes", [(f"{i}.dcm", i // 2, 1 + i % 2, AXIAL) for i in range(8)])
+    write_series(tmp_path / "localizer", [(f"{p}{z}.dcm", z, None, o) for p, o in
+                                         (("a", AXIAL), ("c", CORONAL), ("s", SAGITTAL)) for z in range(3)])
+    report = import_path(tmp_path, ImportOptions(modality="CT", dataset=real_dataset))
+    by_label = {o.source: o for o in report.outcomes}
+    assert sorted(by_label) == ["echoes/ (series of 4 files, echo 1)", "echoes/ (series of 4 files, echo 2)",
+                                "localizer/ (series of 3 files, plane 1 of 3)",
+                                "localizer/ (series of 3 files, plane 2 of 3)",
+                                "localizer/ (series of 3 files, plane 3 of 3)"], by_label
+    assert all(o.status == "imported" for o in report.outcomes), report.as_dict()
+    assert sorted(PoolItem.objects.values_list("master_shape", flat=True)) == [[3, 128, 128]] * 3 + [[4, 128, 128]] * 2
+
+
+def test_missing_slices_import_with_a_warning(tmp_path, real_dataset):
+    write_series(tmp_path / "gappy", [(f"{z}.dcm", z, None, AXIAL) for z in (0, 1, 2, 5, 6)])
+    (outcome,) = import_path(tmp_path / "gappy", ImportOptions(modality="CT", dataset=real_dataset)).outcomes
+    assert outcome.status == "imported"
+    assert "warning: slice positions have 1 gap(s) wider than 1.5x the usual 1 mm (after 2.dcm)" in outcome.message
+    assert PoolItem.objects.get().source_info["warnings"]

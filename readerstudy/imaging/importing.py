@@ -150,13 +150,22 @@ def discover_sources(path: Path, root_label: str | None = None) -> list[Source]:
                 series.setdefault(key, []).append(source)
                 continue
         sources.append(source)
-    for (folder, _uid), members in series.items():
+    stacks = {}
+    for (folder, uid, echo, orientation) in series:
+        stacks.setdefault((folder, uid), []).append((echo, orientation))
+    for (folder, uid, echo, orientation), members in series.items():
         if len(members) == 1:
             sources.append(members[0])
-        else:
-            rel = os.path.relpath(folder, path)
-            label = f"{(root_label or path.name) if rel == '.' else rel}/ (series of {len(members)} files)"
-            sources.append(Source(label, Format.DICOM_SERIES, [m.paths[0] for m in members]))
+            continue
+        rel = os.path.relpath(folder, path)
+        parts = stacks[(folder, uid)]
+        what = [f"series of {len(members)} files"]
+        if len({e for e, _ in parts}) > 1:
+            what.append(f"echo {echo}")
+        if len({o for _, o in parts}) > 1:
+            what.append(f"plane {sorted({o for _, o in parts}).index(orientation) + 1} of {len({o for _, o in parts})}")
+        label = f"{(root_label or path.name) if rel == '.' else rel}/ ({', '.join(what)})"
+        sources.append(Source(label, Format.DICOM_SERIES, [m.paths[0] for m in members]))
     return sorted(sources, key=lambda s: s.label)
 
 
@@ -196,7 +205,13 @@ def _series_key(path: Path):
                 return None
         except (TypeError, ValueError):
             raise UnreadableImage(f"NumberOfFrames {str(frames)!r} is not a whole number") from None
-        return (str(path.parent), str(uid))
+        # One series UID may hold several stacks: echoes of a multi-echo sequence, the planes of a localizer.
+        echo = str(ds.get("EchoNumbers") or "")
+        try:
+            orientation = tuple(round(float(v), 2) for v in ds.ImageOrientationPatient)
+        except (AttributeError, TypeError, ValueError):
+            orientation = ()
+        return (str(path.parent), str(uid), echo, orientation)
     except UnreadableImage:
         raise
     except Exception as exc:  # a malformed element read while grouping
@@ -258,7 +273,8 @@ def import_source(source: Source, options: ImportOptions) -> Outcome:
         return Outcome(source.label, "failed", f"cannot be imported: {reason_of(exc)}")
     skipped = len(plan) - len(todo)
     note = f" ({skipped} already in the pool)" if skipped else ""
-    return Outcome(source.label, "imported", f"{len(ids)} item(s) created{note}", ids)
+    warnings = "".join(f"; warning: {w}" for w in decoded.info.get("warnings", []))
+    return Outcome(source.label, "imported", f"{len(ids)} item(s) created{note}{warnings}", ids)
 
 
 # DICOM Modality codes of each platform modality (projection radiography for XR).

@@ -259,6 +259,22 @@ def _standard_axial(ordered, positions) -> bool:
     return True
 
 
+def _position_gaps(ordered, positions) -> str | None:
+    """A warning when slices are missing: a step between neighbours well over the usual one."""
+    if len(positions) < 3 or any(p is None for p in positions):
+        return None
+    steps = np.abs(np.diff(positions))
+    usual = float(np.median(steps))
+    if usual <= 0:
+        return None
+    wide = [i for i, step in enumerate(steps) if step > 1.5 * usual]
+    if not wide:
+        return None
+    where = ", ".join(f"after {Path(ordered[i][0]).name}" for i in wide[:5])
+    return (f"slice positions have {len(wide)} gap(s) wider than 1.5x the usual {usual:g} mm ({where}): "
+            "slices may be missing")
+
+
 def sort_series(headers: list[tuple[Path, pydicom.Dataset]]) -> list[tuple[Path, pydicom.Dataset]]:
     """Order a series' slices by position along the slice normal, else by InstanceNumber."""
     positions = [_slice_position(ds) for _, ds in headers]
@@ -308,6 +324,9 @@ def decode_series(paths: list[Path]) -> DecodedImage:
     spacing = _spacing(first)
     positions = [_slice_position(ds) for _, ds in ordered]
     extra = {"orientation": "radiological-axial"} if _standard_axial(ordered, positions) else {}
+    gaps = _position_gaps(ordered, positions)
+    if gaps:
+        extra["warnings"] = [gaps]
     if spacing and all(p is not None for p in positions) and len(positions) > 1:
         spacing[0] = float(np.median(np.diff(positions)))
     return DecodedImage(
