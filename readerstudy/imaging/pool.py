@@ -69,15 +69,22 @@ def ensure_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Rendit
     existing = find_rendition(item, rows, cols, depth)
     if existing:
         return existing
-    codes = canonical.render(storage.load_master(item.master_file), item.modality, rows, cols, depth)
-    token = storage.new_token()
-    directory = storage.renditions_dir() / token
     with storage.pool_transaction():
-        sizes = canonical.write_canonical_series(codes, item.modality, directory)
-        storage.register_written(directory)
+        token, sizes = _write_series(item, rows, cols, depth)
         return Rendition.objects.create(
             item=item, rows=rows, cols=cols, depth=depth, directory=token, file_bytes=sizes
         )
+
+
+def _write_series(item: PoolItem, rows: int, cols: int, depth: int) -> tuple[str, list[int]]:
+    """Render the item's master at (rows, cols, depth) into a new rendition folder, registered with the
+    enclosing pool_transaction; returns (folder token, file sizes)."""
+    codes = canonical.render(storage.load_master(item.master_file), item.modality, rows, cols, depth)
+    token = storage.new_token()
+    directory = storage.renditions_dir() / token
+    sizes = canonical.write_canonical_series(codes, item.modality, directory)
+    storage.register_written(directory)
+    return token, sizes
 
 
 def rerender(rendition: Rendition) -> Rendition:
@@ -87,15 +94,9 @@ def rerender(rendition: Rendition) -> Rendition:
     For renditions written by an older writer (tags, file meta): served files of one study must all come
     from one writer, or the leak audit tells them apart.
     """
-    item = rendition.item
-    codes = canonical.render(storage.load_master(item.master_file), item.modality,
-                             rendition.rows, rendition.cols, rendition.depth)
-    token = storage.new_token()
-    directory = storage.renditions_dir() / token
     old = storage.renditions_dir() / rendition.directory
     with storage.pool_transaction():
-        sizes = canonical.write_canonical_series(codes, item.modality, directory)
-        storage.register_written(directory)
+        token, sizes = _write_series(rendition.item, rendition.rows, rendition.cols, rendition.depth)
         Rendition.objects.filter(pk=rendition.pk).update(directory=token, file_bytes=sizes)
         transaction.on_commit(lambda: storage.remove_path(old))
     rendition.refresh_from_db()

@@ -142,8 +142,7 @@ def proportion_for_typical(fit: dict, confidence: float = 0.95) -> dict:
     """The fitted proportion for a typical reader and case, with a Wald interval on the logit scale and
     the Wald test of 0.5 (intercept 0)."""
     z = stats.norm.ppf(0.5 + confidence / 2)
-    expit = lambda t: float(1 / (1 + np.exp(-t)))  # noqa: E731
     b, se = fit["intercept"], fit["se"]
     p_value = float(2 * stats.norm.sf(abs(b) / se))
-    return {"estimate": expit(b), "ci95": [expit(b - z * se), expit(b + z * se)],
-            "p_value_vs_null": p_value, **fit}
+    low, estimate, high = (float(v) for v in special.expit([b - z * se, b, b + z * se]))
+    return {"estimate": estimate, "ci95": [low, high], "p_value_vs_null": p_value, **fit}
