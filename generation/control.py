@@ -113,7 +113,7 @@ def run_control(job, generator: Generator, reporter) -> dict:
     if "held_out" not in p:  # chosen once, so a retry continues with the same items
         p["held_out"] = held_out_items(generator, p["modality"], p["n"], p["seed"])
         job.params = p
-        job.save(update_fields=["params"])
+        type(job).objects.filter(pk=job.pk).update(params=p)  # only this field: the state is the runner's
     done = set(job.generated_items.values_list("seed", flat=True))
     reporter.start(len(seeds))
     if done:

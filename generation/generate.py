@@ -6,11 +6,11 @@ cancel or crash makes only the samples that are missing.
 """
 
 import numpy as np
-from django.db import transaction
 
 from readerstudy.imaging import storage
 from readerstudy.imaging.models import Modality
 from readerstudy.jobs.models import Job
+from readerstudy.jobs.queue import create_job
 
 from .config import ConfigError
 from .models import Generator
@@ -93,17 +93,11 @@ def run_generation(job, reporter) -> dict:
 
 
 def create_generation_job(generator, modality, n, seed, steps, prompt="", user=None, enqueue=False) -> Job:
-    """A generation job row; with `enqueue`, queued for the worker once the row is committed."""
-    with transaction.atomic():
-        job = Job.objects.create(
-            kind=Job.Kind.GENERATE,
-            title=f"{n} {modality} samples from {generator} (seed {seed})",
-            created_by=user,
-            params={"generator_id": generator.pk, "modality": modality, "n": n, "seed": seed, "steps": steps,
-                    "prompt": prompt},
-        )
-        if enqueue:
-            from .tasks import enqueue_generation
-
-            transaction.on_commit(lambda: enqueue_generation(job))
-    return job
+    """A generation job (validated); with `enqueue`, queued for the worker once the row is committed."""
+    validate_request(generator, modality, n, seed, steps, prompt)
+    return create_job(
+        Job.Kind.GENERATE, user=user, enqueue=enqueue,
+        title=f"{n} {modality} samples from {generator} (seed {seed})",
+        params={"generator_id": generator.pk, "modality": modality, "n": n, "seed": seed, "steps": steps,
+                "prompt": prompt},
+    )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-from readerstudy.imaging.importing import NullProgress
+from readerstudy.jobs.progress import NullProgress
 
 from .config import ConfigError, TrainConfig
 from .data import build_training_set

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "readerstudy.stats",
     "readerstudy.api",
     "readerstudy.audit",
+    "readerstudy.demo",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -165,6 +166,10 @@ TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND], "QUEUES": ["defau
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 24 * 3600}}
 if TASKS_BACKEND == "rq":
     INSTALLED_APPS += ["django_rq"]
+# A running job's worker writes a heartbeat this often, whatever its progress; `recover_jobs`
+# declares a job's worker gone after JOB_STALE_SECONDS without one (keep it many beats long).
+JOB_HEARTBEAT_SECONDS = float(os.environ.get("READERSTUDY_JOB_HEARTBEAT_SECONDS", 30))
+JOB_STALE_SECONDS = env_int("READERSTUDY_JOB_STALE_SECONDS", 600)
 
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -193,7 +198,12 @@ WHITENOISE_USE_FINDERS = True  # serve straight from static/ without collectstat
 # Pool files are never served as static or media files: the reader views stream
 # canonical DICOM through opaque per-reader tokens, the coordinator views check roles.
 POOL_ROOT = Path(os.environ.get("READERSTUDY_POOL_ROOT", DATA_DIR / "pool")).resolve()
-UPLOAD_ROOT = DATA_DIR / "uploads"
+UPLOAD_ROOT = Path(os.environ.get("READERSTUDY_UPLOAD_ROOT", DATA_DIR / "uploads")).resolve()
+# Large uploads are spooled here, on the uploads' file system, so staging them is one rename.
+FILE_UPLOAD_TEMP_DIR = UPLOAD_ROOT / ".incoming"
+FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+# A failed or cancelled import keeps its uploaded files this long for a retry (then `gc_pool` collects them).
+UPLOAD_KEEP_DAYS = env_int("READERSTUDY_UPLOAD_KEEP_DAYS", 7)
 
 # Largest side of the stored master array; larger images are downsampled on import.
 POOL_MASTER_MAX_SIDE = env_int("READERSTUDY_MASTER_MAX_SIDE", 512)

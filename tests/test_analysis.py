@@ -238,3 +238,13 @@ def test_chart_text_keeps_its_contrast_on_every_cell_colour():
         fg = (0, 0, 0) if text_colour(cell) == "black" else (1, 1, 1)
         lighter, darker = sorted((luminance(cell), luminance(fg)), reverse=True)
         assert (lighter + 0.05) / (darker + 0.05) >= 4.5, (level, text_colour(cell))
+
+
+def test_csv_cells_that_spreadsheets_would_run_as_formulas_are_neutralised():
+    from readerstudy.stats.exports import csv_lines
+
+    rows = [["=HYPERLINK(\"http://x\",\"click\")", "+1+2", "-2+3", "@SUM(A1)", "\tx", "plain", -3, 2.5, ""]]
+    (line,) = list(csv_lines(rows))
+    cells = next(csv.reader(io.StringIO(line)))
+    assert cells == ["'=HYPERLINK(\"http://x\",\"click\")", "'+1+2", "'-2+3", "'@SUM(A1)", "'\tx", "plain", "-3",
+                     "2.5", ""]  # numbers, negative fakeness scores included, stay numbers

@@ -62,3 +62,36 @@ def test_gc_pool_reports_rows_whose_files_are_gone(import_file, capsys):
     call_command("gc_pool", "--delete")
     err = capsys.readouterr().err
     assert f"master {item.master_file}" in err and PoolItem.objects.count() == 1
+
+
+def test_gc_pool_keeps_uploads_a_retry_needs_and_collects_the_rest(settings, capsys):
+    from django.utils import timezone
+
+    from readerstudy.jobs.models import Job
+
+    root = settings.UPLOAD_ROOT
+    (root / ".incoming").mkdir(parents=True)
+
+    def upload(name, status=None, finished_days_ago=None):
+        folder = root / name
+        folder.mkdir()
+        (folder / "00000_a.dcm").write_bytes(b"x")
+        aged(folder)
+        if status:
+            Job.objects.create(kind=Job.Kind.IMPORT, status=status, params={"upload_dir": name},
+                               finished_at=timezone.now() - timezone.timedelta(days=finished_days_ago or 0))
+        return folder
+
+    retryable = upload("staged-failed-yesterday", Job.Status.FAILED, 1)
+    running = upload("staged-running", Job.Status.RUNNING)
+    expired = upload("staged-failed-long-ago", Job.Status.FAILED, settings.UPLOAD_KEEP_DAYS + 1)
+    succeeded = upload("staged-succeeded", Job.Status.SUCCEEDED)
+    vanished = upload("staged-no-job")  # the request that staged it was killed before its row committed
+    spooled = root / ".incoming" / "tmpabc.upload.dcm"
+    spooled.write_bytes(b"half an upload")
+    aged(spooled)
+    call_command("gc_pool", "--delete")
+    out = capsys.readouterr().out
+    assert "uploaded files no import will use" in out
+    assert retryable.exists() and running.exists() and (root / ".incoming").is_dir()
+    assert not expired.exists() and not succeeded.exists() and not vanished.exists() and not spooled.exists()

@@ -21,7 +21,8 @@ from generation.training import train
 from readerstudy.accounts.roles import COORDINATOR, READER
 from readerstudy.imaging.models import Dimensionality, Origin, PoolItem
 from readerstudy.jobs.models import Job
-from readerstudy.jobs.progress import JobCancelled, retry_job, run_job
+from readerstudy.jobs.progress import JobCancelled, run_job
+from readerstudy.jobs.queue import enqueue_job, retry_job
 
 from .conftest import DATA, master_of, pydicom_file
 from .services import REDIS_URL, available
@@ -356,10 +357,8 @@ def test_readers_cannot_generate(client, tiny_model):
 @pytest.mark.django_db(transaction=True)
 def test_job_runs_through_the_database_backend(tiny_model, settings):
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
-    from generation.tasks import enqueue_generation
-
     job = create_generation_job(tiny_model, "MR", 2, seed=0, steps=2)
-    enqueue_generation(job)
+    enqueue_job(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.QUEUED and job.task_id
     call_command("db_worker", batch=True, interval=0, no_startup_delay=True)
@@ -375,14 +374,12 @@ def test_job_runs_through_rq_on_redis(tiny_model, settings, monkeypatch):
     from django_tasks_rq.backend import Job as RQJob
     from rq import SimpleWorker
 
-    from generation.tasks import enqueue_generation
-
     monkeypatch.setattr(django_rq.settings, "QUEUES", {"default": {"URL": REDIS_URL}})
     settings.TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
     queue = django_rq.get_queue("default", job_class=RQJob)
     queue.empty()
     job = create_generation_job(tiny_model, "CT", 2, seed=0, steps=2)
-    enqueue_generation(job)
+    enqueue_job(job.pk)
     assert len(queue) == 1
     SimpleWorker([queue], connection=queue.connection, job_class=RQJob).work(burst=True)
     job.refresh_from_db()

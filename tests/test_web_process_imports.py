@@ -1,5 +1,6 @@
 """The web process does not carry the generation runtime (issue 15, point 4a): torch, diffusers, MONAI,
-peft and accelerate are imported only where models run (generation tasks, training and sampling)."""
+peft and accelerate are imported only where models run (generation tasks, training and sampling), and
+scipy, pandas, matplotlib and statsmodels only by the views and jobs that compute with them."""
 
 import json
 import subprocess
@@ -7,7 +8,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "diffusers", "monai", "peft", "accelerate")
+HEAVY = ("torch", "diffusers", "monai", "peft", "accelerate",
+         # the statistics stack: loaded by the analysis, charts, audits and plans that use it
+         "scipy", "pandas", "matplotlib", "statsmodels", "sklearn")
 
 PROBE = """
 import json, os, sys

@@ -17,20 +17,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generation.config import ConfigError
-from generation.generate import create_generation_job, validate_request
+from generation.generate import create_generation_job
 from generation.models import Generator
-from generation.tasks import retry_generation
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, has_role
 from readerstudy.imaging.forms import UploadForm
 from readerstudy.imaging.models import Dataset, Dimensionality, Modality, Origin, PoolItem
 from readerstudy.imaging.tasks import create_upload_job
 from readerstudy.jobs.models import Job
-from readerstudy.jobs.progress import request_cancel
+from readerstudy.jobs.queue import JobError, cancel_job, retry_job
 from readerstudy.reading.answers import save_answer
 from readerstudy.reading.blinded import case_payload
 from readerstudy.reading.worklist import readable, reader_assignments, reader_case, reader_position
 from readerstudy.stats import exports
-from readerstudy.stats.analysis import OptionError, analysis_options, cached_analysis
 from readerstudy.stats.forms import SampleSizeForm
 from readerstudy.studies import lifecycle, sampling
 from readerstudy.studies.models import Study
@@ -129,11 +127,10 @@ class GeneratorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffVi
         body.is_valid(raise_exception=True)
         d = body.validated_data
         try:
-            validate_request(generator, d["modality"], d["count"], d["seed"], d["steps"], d["prompt"])
+            job = create_generation_job(generator, d["modality"], d["count"], d["seed"], d["steps"], d["prompt"],
+                                        user=request.user, enqueue=True)
         except ConfigError as exc:
             raise ValidationError({"error": str(exc)}) from None
-        job = create_generation_job(generator, d["modality"], d["count"], d["seed"], d["steps"], d["prompt"],
-                                    user=request.user, enqueue=True)
         return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -151,7 +148,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = self.get_object()
-        if not request_cancel(job):
+        if not cancel_job(job):
             return Response({"error": "the job has already finished"}, status=status.HTTP_409_CONFLICT)
         job.refresh_from_db()
         return Response(s.JobSerializer(job).data)
@@ -159,11 +156,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet)
     @extend_schema(request=None, responses=s.JobSerializer)
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
-        job = self.get_object()
-        if not retry_generation(job):
-            return Response({"error": "only failed or cancelled generation jobs can be retried"},
-                            status=status.HTTP_409_CONFLICT)
-        job.refresh_from_db()
+        try:
+            job = retry_job(self.get_object())
+        except JobError as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(s.JobSerializer(job).data)
 
 
@@ -245,6 +241,8 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     @action(detail=True, methods=["get"])
     def analysis(self, request, slug=None):
         """The whole analysis (same JSON as the dashboard's)."""
+        from readerstudy.stats.analysis import OptionError, analysis_options, cached_analysis  # scipy, pandas
+
         try:
             options = analysis_options(request.query_params)
         except OptionError as exc:

@@ -1,4 +1,5 @@
-"""Pool files no row refers to: what a killed import or preparation leaves behind (see `manage.py gc_pool`).
+"""Pool files no row refers to: what a killed import or preparation leaves behind (see `manage.py gc_pool`),
+and uploaded files no import job will use again.
 
 A process killed between writing a file and committing its row (SIGKILL, power loss) leaves the file:
 `pool_transaction` removes files only when it sees the transaction fail. Nothing else can tell an orphan
@@ -10,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
+
 from . import storage
 from .models import PoolItem, Rendition
 
@@ -19,11 +22,12 @@ class PoolGarbage:
     orphan_masters: list[Path] = field(default_factory=list)  # master files with no pool item
     orphan_renditions: list[Path] = field(default_factory=list)  # rendition folders with no row
     stale_partials: list[Path] = field(default_factory=list)  # temporaries of writes that never finished
+    stale_uploads: list[Path] = field(default_factory=list)  # uploaded files no import job will use again
     missing: list[str] = field(default_factory=list)  # rows whose files are gone (reported, never deleted)
 
     @property
     def paths(self) -> list[Path]:
-        return self.orphan_masters + self.orphan_renditions + self.stale_partials
+        return self.orphan_masters + self.orphan_renditions + self.stale_partials + self.stale_uploads
 
     def size_bytes(self) -> int:
         return sum(_size(p) for p in self.paths)
@@ -64,7 +68,30 @@ def find_garbage(min_age: float = 3600) -> PoolGarbage:
     for name in sorted(renditions):
         if not (storage.renditions_dir() / name).is_dir():
             found.missing.append(f"rendition folder {name}")
+    found.stale_uploads = _stale_uploads(min_age, now)
     return found
+
+
+def _stale_uploads(min_age: float, now: float) -> list[Path]:
+    """Upload folders of no import job, of one that succeeded, or of one that ended UPLOAD_KEEP_DAYS ago
+    (kept until then for a retry), and spooled uploads of requests that never finished."""
+    from django.utils import timezone
+
+    from readerstudy.jobs.models import Job
+
+    from .tasks import upload_dir
+
+    root = Path(settings.UPLOAD_ROOT)
+    if not root.exists():
+        return []
+    expired = timezone.now() - timezone.timedelta(days=settings.UPLOAD_KEEP_DAYS)
+    keep = {upload_dir(job).name for job in Job.objects.filter(kind=Job.Kind.IMPORT).exclude(
+        status=Job.Status.SUCCEEDED).exclude(finished_at__lt=expired)}
+    stale = [p for p in sorted(root.iterdir()) if p.name != ".incoming" and p.name not in keep]
+    incoming = root / ".incoming"
+    if incoming.is_dir():
+        stale += sorted(incoming.iterdir())
+    return [p for p in stale if not _young(p, min_age, now)]
 
 
 def delete_garbage(garbage: PoolGarbage) -> int:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
+from readerstudy.jobs.progress import NullProgress
+
 from . import sources
 from .canonical import BlankImage
 from .decoders import DecodedImage, Format, UnreadableImage, decode_source, sniff
@@ -104,17 +106,6 @@ class ImportReport:
 
     def as_dict(self) -> dict:
         return {"summary": self.summary(), "outcomes": [asdict(o) for o in self.outcomes]}
-
-
-class NullProgress:
-    def start(self, total: int) -> None:
-        pass
-
-    def advance(self, n: int = 1, message: str = "") -> None:
-        pass
-
-    def check_cancelled(self) -> None:
-        pass
 
 
 # --- discovery ----------------------------------------------------------------

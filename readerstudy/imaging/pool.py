@@ -4,6 +4,8 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from readerstudy.jobs.progress import assert_attempt
+
 from . import canonical, sources, storage
 from .models import Dimensionality, Origin, PoolItem, Rendition
 
@@ -56,6 +58,9 @@ def create_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset,
             **provenance,
         )
         ensure_rendition(item, *default_preset(modality, dimensionality, codes.shape))
+        # Last, so the job row is locked only for the commit: a worker whose job was recovered and
+        # handed to another attempt commits no item.
+        assert_attempt(provenance.get("generation_job") or provenance.get("import_job"))
     return item
 
 

@@ -1,12 +1,15 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Job(models.Model):
-    """One unit of long-running work (import, training, sampling) with its progress.
+    """One unit of long-running work (import, sampling, preparation, audit) with its progress.
 
     The django-tasks task carries only the job id; everything a person needs to
     follow, cancel or retry the work lives here, whichever task backend runs it.
+    `attempts` numbers the runs: only the attempt that claimed the job may write
+    its state (see `jobs.progress`). Created, cancelled and retried through `jobs.queue`.
     """
 
     class Kind(models.TextChoices):
@@ -39,9 +42,12 @@ class Job(models.Model):
     task_id = models.CharField(max_length=100, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(
+        default=timezone.now, help_text="When it was last handed to the task backend (created or retried)."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last sign of life from the worker running it (progress writes)."
+        null=True, blank=True, help_text="Last sign of life from the worker running it (a timer, not progress)."
     )
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -57,7 +63,14 @@ class Job(models.Model):
 
     @property
     def can_retry(self) -> bool:
-        return self.kind == self.Kind.GENERATE and self.status in (self.Status.FAILED, self.Status.CANCELLED)
+        from .queue import retry_refusal
+
+        return retry_refusal(self) is None
+
+    @property
+    def not_handed_over(self) -> bool:
+        """Queued, but the task backend has not taken it (it was unreachable); `recover_jobs` retries."""
+        return self.status == self.Status.QUEUED and not self.task_id
 
     @property
     def percent(self) -> int:

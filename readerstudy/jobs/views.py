@@ -6,7 +6,7 @@ from django.views.generic import DetailView, ListView, View
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 
 from .models import Job
-from .progress import request_cancel
+from .queue import JobError, cancel_job, retry_job
 
 
 def job_state(job: Job) -> dict:
@@ -15,6 +15,7 @@ def job_state(job: Job) -> dict:
         "status_display": job.get_status_display(), "percent": job.percent,
         "done": job.progress_done, "total": job.progress_total, "message": job.message,
         "error": job.error, "finished": job.is_finished, "cancel_requested": job.cancel_requested,
+        "attempts": job.attempts, "not_handed_over": job.not_handed_over,
     }
 
 
@@ -42,21 +43,22 @@ class JobCancelView(RoleRequiredMixin, View):
     roles = (COORDINATOR,)
 
     def post(self, request, pk):
-        request_cancel(get_object_or_404(Job, pk=pk))
+        if not cancel_job(get_object_or_404(Job, pk=pk)):
+            messages.error(request, "The job has already finished.")
         return redirect("job-detail", pk=pk)
 
 
 class JobRetryView(RoleRequiredMixin, View):
-    """Re-queue a failed or cancelled generation job; it makes only the samples still missing."""
+    """Queue a failed or cancelled job again; its work continues where it stopped."""
 
     roles = (COORDINATOR,)
 
     def post(self, request, pk):
-        from generation.tasks import retry_generation
-
         job = get_object_or_404(Job, pk=pk)
-        if retry_generation(job):
-            messages.success(request, f"Job #{job.pk} queued again.")
+        try:
+            retry_job(job)
+        except JobError as exc:
+            messages.error(request, f"Job #{job.pk} cannot be retried: {exc}.")
         else:
-            messages.error(request, "Only failed or cancelled generation jobs can be retried.")
+            messages.success(request, f"Job #{job.pk} queued again.")
         return redirect("job-detail", pk=pk)

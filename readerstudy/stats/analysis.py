@@ -17,7 +17,7 @@ from readerstudy.studies.config import is_forced_choice, validate_config
 from readerstudy.studies.scales import CRITERIA
 
 from . import agreement, detection, glmm, mrmc, roc, scores
-from .data import answer_rows
+from .data import answer_rows, config_hash
 from .forced_choice import analyse_forced_choice
 from .proportions import proportion
 from .undefined import Undefined, to_jsonable
@@ -25,11 +25,6 @@ from .undefined import Undefined, to_jsonable
 LABEL_CATEGORIES = ["real", "unsure", "fake"]
 MIN_GENERATOR_CASES = 5  # synthetic cases per generator before generators are compared
 MAX_PAIRWISE_READERS = 10
-
-
-def config_hash(study) -> str:
-    """SHA-256 of the study's configuration (canonical JSON), printed with every export."""
-    return hashlib.sha256(json.dumps(study.config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def answers_frame(study) -> pd.DataFrame:

@@ -1,5 +1,8 @@
 """The raw answers of a study as plain rows: what analysis and exports read."""
 
+import hashlib
+import json
+
 from django.db.models import F
 
 from readerstudy.reading.models import Read
@@ -56,3 +59,8 @@ def answer_rows(study, chunk_size: int = 5000):
         name, version = row.pop("generator_name"), row.pop("generator_version")
         row["generator"] = f"{name} v{version}" if name else ""
         yield row
+
+
+def config_hash(study) -> str:
+    """SHA-256 of the study's configuration (canonical JSON), printed with every export."""
+    return hashlib.sha256(json.dumps(study.config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -8,10 +8,7 @@ from django.db.models import Avg, Count, Q
 from readerstudy.studies.config import is_forced_choice, validate_config
 from readerstudy.studies.scales import CONFIDENCE_ANCHORS, LABEL_OPTIONS
 
-from .analysis import config_hash
-from .data import answer_rows
-from .detection import fakeness_score
-from .forced_choice import trial_answers
+from .data import answer_rows, config_hash
 
 ANSWER_COLUMNS = [
     "study", "reader", "reader_years_experience", "reader_is_trainee", "case", "case_role", "repeat_of",
@@ -28,11 +25,20 @@ class _Echo:
         return value
 
 
+# A text cell starting with one of these is run as a formula by spreadsheets (CSV injection): readers'
+# comments and names are free text. Such cells are prefixed with an apostrophe; numbers are left alone.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
 def csv_lines(rows):
-    """Encode an iterable of lists as CSV lines, one at a time."""
+    """Encode an iterable of lists as CSV lines, one at a time, with formula-like text neutralised."""
     writer = csv.writer(_Echo())
     for row in rows:
-        yield writer.writerow(row)
+        yield writer.writerow([_cell(v) for v in row])
 
 
 def _option_texts(config) -> dict:
@@ -48,6 +54,8 @@ def answer_csv_rows(study):
 
     Forced-choice studies: one row per answered trial instead (trial_csv_rows).
     """
+    from .detection import fakeness_score  # scipy, imported by the export, not by the URL conf
+
     config = validate_config(study.config)
     if is_forced_choice(config):
         yield from trial_csv_rows(study)
@@ -81,6 +89,8 @@ TRIAL_COLUMNS = [
 
 def trial_csv_rows(study):
     """Forced choice: one row per final answer to a trial; panels A, B, ... from the left (cases ;-separated)."""
+    from .forced_choice import trial_answers
+
     texts = {i + 1: t for i, t in enumerate(CONFIDENCE_ANCHORS)}
     yield TRIAL_COLUMNS
     for a in trial_answers(study):
@@ -141,6 +151,8 @@ def imrmc_lines(study):
     `reader,case,modality,score`. Case IDs are the integers of cases.csv's `case` column (RJafroc needs
     integers); score = fakeness (detection.fakeness_score), positive (1) = synthetic. Regular cases only.
     """
+    from .detection import fakeness_score
+
     if is_forced_choice(validate_config(study.config)):
         yield ("iMRMC input holds one rating per reader and case; a forced-choice study has none "
                "(its trials are in answers.csv, its hit rates in the analysis)\n")

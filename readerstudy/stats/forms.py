@@ -2,8 +2,6 @@
 
 from django import forms
 
-from .planning import PlanningError, plan
-
 
 class SampleSizeForm(forms.Form):
     readers = forms.IntegerField(min_value=2, max_value=500, initial=5, help_text="Readers who read every case.")
@@ -21,6 +19,8 @@ class SampleSizeForm(forms.Form):
 
     def planned(self) -> dict | None:
         """The plan for valid input, else None with the reasons on the form's fields."""
+        from .planning import PlanningError, plan  # scipy: imported when a plan is asked for
+
         if not self.is_valid():
             return None
         try:

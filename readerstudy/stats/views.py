@@ -7,18 +7,18 @@ from django.views.generic import TemplateView, View
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
 from readerstudy.studies.models import Study
 
-from . import charts, exports, marks
 from .forms import SampleSizeForm
-from .agreement import PERCENT_AGREEMENT_CONVENTION
-from .analysis import OptionError, analysis_options, cached_analysis
-from .detection import POLICIES
-from .proportions import METHODS
+
+# The statistics modules (scipy, pandas, statsmodels, matplotlib) are imported by the views that use
+# them, not with the URL conf: a web process that never draws a chart does not load them.
 
 
 class AnalysisMixin(RoleRequiredMixin):
     roles = (COORDINATOR, ANALYST)
 
     def dispatch(self, request, *args, **kwargs):
+        from .analysis import OptionError
+
         try:
             return super().dispatch(request, *args, **kwargs)
         except OptionError as exc:
@@ -28,9 +28,13 @@ class AnalysisMixin(RoleRequiredMixin):
         return get_object_or_404(Study, slug=self.kwargs["slug"])
 
     def options(self) -> dict:
+        from .analysis import analysis_options
+
         return analysis_options(self.request.GET)
 
     def analysis(self, study) -> dict:
+        from .analysis import cached_analysis
+
         return cached_analysis(study, **self.options())
 
 
@@ -40,6 +44,8 @@ class DashboardView(AnalysisMixin, TemplateView):
 
     def options(self) -> dict:
         """A bad query parameter shows the page with the defaults and says why (JSON clients get a 400)."""
+        from .analysis import OptionError, analysis_options
+
         try:
             return analysis_options(self.request.GET)
         except OptionError as exc:
@@ -47,6 +53,11 @@ class DashboardView(AnalysisMixin, TemplateView):
             return analysis_options({})
 
     def get_context_data(self, **kwargs):
+        from . import charts
+        from .agreement import PERCENT_AGREEMENT_CONVENTION
+        from .detection import POLICIES
+        from .proportions import METHODS
+
         study = self.get_study()
         options = self.options()
         query = f"unsure={options['policy']}&ci={options['ci_method']}"
@@ -65,6 +76,8 @@ class AnalysisJsonView(AnalysisMixin, View):
 
 class ChartView(AnalysisMixin, View):
     def get(self, request, slug, name):
+        from . import charts
+
         if name not in charts.RENDERERS:
             return JsonResponse({"error": f"unknown chart {name!r}"}, status=404)
         response = HttpResponse(charts.RENDERERS[name](self.analysis(self.get_study())), content_type="image/png")
@@ -78,6 +91,8 @@ class MarksView(AnalysisMixin, TemplateView):
     template_name = "stats/marks.html"
 
     def get_context_data(self, **kwargs):
+        from . import marks
+
         study = self.get_study()
         by_case = marks.case_marks(study)
         cases = study.cases.filter(pk__in=by_case).select_related("item", "item__generator").order_by("pk")
@@ -88,6 +103,8 @@ class MarksView(AnalysisMixin, TemplateView):
 
 class MarksHeatmapView(AnalysisMixin, View):
     def get(self, request, slug, case_id):
+        from . import marks
+
         study = self.get_study()
         case = get_object_or_404(study.cases.select_related("item"), pk=case_id)
         response = HttpResponse(marks.heatmap_png(study, case), content_type="image/png")
@@ -99,6 +116,8 @@ class ExportView(AnalysisMixin, View):
     """Streamed downloads; the file name carries the study and the configuration hash."""
 
     def get(self, request, slug, name):
+        from . import exports
+
         if name not in exports.EXPORTS:
             return JsonResponse({"error": f"unknown export {name!r}; choose from {', '.join(exports.EXPORTS)}"},
                                 status=404)

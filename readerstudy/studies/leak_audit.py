@@ -25,14 +25,13 @@ import numpy as np
 import pydicom
 from django.utils import timezone
 
-from readerstudy.imaging.importing import NullProgress
 from readerstudy.imaging.canonical import (
     REFORMAT_PLANES, personalised_slice, reformat_slice, served_file_key, upsampling,
 )
 from readerstudy.imaging.models import Origin
 from readerstudy.imaging.pool import find_rendition, rendition_files
+from readerstudy.jobs.progress import NullProgress
 
-from . import pixel_audit
 from .config import stratum_key, validate_config
 from .models import Study, StudyCase
 
@@ -111,6 +110,8 @@ def _independence_problems(study: Study, cases: list) -> list[str]:
 def run_leak_audit(study: Study, save: bool = True, progress=None) -> dict:
     """Audit every served file (see the module docstring); returns {"ok", "problems", "warnings", "strata",
     "pixels", "files", "fingerprint", "at"}."""
+    from . import pixel_audit  # scipy: loaded by the audit (a job), not by the pages that import this module
+
     progress = progress or NullProgress()
     problems, warnings = [], []
     # stratum -> origin -> property -> set of values

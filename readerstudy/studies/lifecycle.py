@@ -9,10 +9,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from readerstudy.imaging.pool import ensure_rendition
-from readerstudy.imaging.importing import NullProgress
-
 from readerstudy.audit.log import record
+from readerstudy.imaging.pool import ensure_rendition
+from readerstudy.jobs.models import Job
+from readerstudy.jobs.progress import NullProgress
+from readerstudy.jobs.queue import create_job
 
 from .leak_audit import audit_is_current, run_leak_audit
 from .config import StudyConfigError, stratum_key, validate_config
@@ -103,39 +104,26 @@ def prepare_study(study: Study, progress=None) -> dict:
     }
 
 
-def _queue_study_job(study: Study, kind: str, title: str, task, event: str, user=None):
-    """A job row for work on `study`, queued once the row is committed, and its audit-log event."""
-    from readerstudy.jobs.models import Job
-
-    job = Job.objects.create(kind=kind, title=title, params={"study_id": study.pk, "study_slug": study.slug},
-                             created_by=user)
-    transaction.on_commit(lambda: task.enqueue(job.pk))
-    record(event, user, study, study.slug, job=job.pk)
+def _queue_study_job(study: Study, kind: str, title: str, event: str, user=None):
+    """A job for work on `study`, queued once the row is committed, and its audit-log event."""
+    with transaction.atomic():
+        job = create_job(kind, {"study_id": study.pk, "study_slug": study.slug}, user=user, title=title)
+        record(event, user, study, study.slug, job=job.pk)
     return job
 
 
 def create_prepare_job(study: Study, user=None):
     """Queue `prepare_study` as a background job; returns the Job."""
-    from readerstudy.jobs.models import Job
-
-    from .tasks import prepare_study_task
-
     if study.status != Study.Status.DRAFT:
         raise StudyConfigError("only a draft study can be prepared")
-    return _queue_study_job(study, Job.Kind.PREPARE_STUDY, f"Prepare {study.name}", prepare_study_task,
-                            "study.prepare", user)
+    return _queue_study_job(study, Job.Kind.PREPARE_STUDY, f"Prepare {study.name}", "study.prepare", user)
 
 
 def create_audit_job(study: Study, user=None):
     """Queue the leak audit (metadata, independence, pixels) as a background job; returns the Job."""
-    from readerstudy.jobs.models import Job
-
-    from .tasks import audit_study_task
-
     if not study.cases.exists():
         raise StudyConfigError("prepare the study first: it has no cases")
-    return _queue_study_job(study, Job.Kind.AUDIT_STUDY, f"Leak audit of {study.name}", audit_study_task,
-                            "study.audit", user)
+    return _queue_study_job(study, Job.Kind.AUDIT_STUDY, f"Leak audit of {study.name}", "study.audit", user)
 
 
 def open_study(study: Study, actor=None) -> dict:

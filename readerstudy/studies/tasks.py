@@ -1,29 +1,30 @@
-"""Background work on studies: preparation (drawing cases, rendering files, leak audit) and the leak audit."""
-
-from django_tasks import task
-
-from readerstudy.jobs.progress import run_job
+"""Background work on studies (jobs registered in StudiesConfig): preparation (drawing cases, rendering
+files, leak audit) and the leak audit alone."""
 
 from .leak_audit import run_leak_audit
 from .lifecycle import prepare_study
 from .models import Study
 
 
-def _prepare(job, reporter) -> dict:
+def prepare(job, reporter) -> dict:
     return prepare_study(Study.objects.get(pk=job.params["study_id"]), reporter)
 
 
-@task()
-def prepare_study_task(job_id: int) -> None:
-    run_job(job_id, _prepare)
+def prepare_retry_refusal(job) -> str | None:
+    study = Study.objects.filter(pk=job.params["study_id"]).first()
+    if study is None:
+        return "the study has been deleted"
+    return None if study.status == Study.Status.DRAFT else f"the study is {study.get_status_display().lower()}"
 
 
-def _audit(job, reporter) -> dict:
-    audit = run_leak_audit(Study.objects.get(pk=job.params["study_id"]), progress=reporter)
-    return {"audit_ok": audit["ok"], "audit_problems": audit["problems"][:20],
-            "audit_warnings": audit["warnings"][:20], "files": audit["files"]}
+def audit(job, reporter) -> dict:
+    result = run_leak_audit(Study.objects.get(pk=job.params["study_id"]), progress=reporter)
+    return {"audit_ok": result["ok"], "audit_problems": result["problems"][:20],
+            "audit_warnings": result["warnings"][:20], "files": result["files"]}
 
 
-@task()
-def audit_study_task(job_id: int) -> None:
-    run_job(job_id, _audit)
+def audit_retry_refusal(job) -> str | None:
+    study = Study.objects.filter(pk=job.params["study_id"]).first()
+    if study is None:
+        return "the study has been deleted"
+    return None if study.cases.exists() else "the study has no cases"

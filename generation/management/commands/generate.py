@@ -1,12 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.config import ConfigError
-from generation.generate import create_generation_job, run_generation, validate_request
+from generation.config import DEFAULT_STEPS, ConfigError
+from generation.generate import create_generation_job, run_generation
 from generation.models import Generator
-from generation.config import DEFAULT_STEPS
 from readerstudy.jobs.models import Job
 from readerstudy.jobs.progress import TerminalProgress, run_job
-
 
 
 def find_generator(spec: str) -> Generator:
@@ -43,12 +41,10 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         generator = find_generator(opts["model"])
         try:
-            validate_request(generator, opts["modality"], opts["n"], opts["seed"], opts["steps"], opts["prompt"])
+            job = create_generation_job(generator, opts["modality"], opts["n"], opts["seed"], opts["steps"],
+                                        opts["prompt"], enqueue=opts["background"])
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        job = create_generation_job(
-            generator, opts["modality"], opts["n"], opts["seed"], opts["steps"], opts["prompt"], enqueue=opts["background"]
-        )
         if opts["background"]:
             self.stdout.write(f"Queued generation job #{job.pk}")
             return

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generation.config import ConfigError
 from generation.control import control_generator
-from generation.generate import create_generation_job, run_generation, validate_request
+from generation.generate import create_generation_job, run_generation
 from readerstudy.imaging.models import Dimensionality, Modality
 from readerstudy.jobs.models import Job
 from readerstudy.jobs.progress import run_job
@@ -22,10 +22,9 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         generator = control_generator(opts["dims"])
         try:
-            validate_request(generator, opts["modality"], opts["n"], opts["seed"], 1)
+            job = create_generation_job(generator, opts["modality"], opts["n"], opts["seed"], 1)
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        job = create_generation_job(generator, opts["modality"], opts["n"], opts["seed"], 1)
         job = run_job(job.pk, run_generation)
         if job.status != Job.Status.SUCCEEDED:
             raise CommandError(job.error or job.message)

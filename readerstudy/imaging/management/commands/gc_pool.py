@@ -5,7 +5,8 @@ from readerstudy.imaging.garbage import delete_garbage, find_garbage
 
 class Command(BaseCommand):
     help = ("List pool files that no row refers to (left by a killed import or preparation): master files, "
-            "rendition folders and unfinished temporaries. Nothing is deleted without --delete.")
+            "rendition folders and unfinished temporaries; and uploads of succeeded, expired or vanished import "
+            "jobs. Nothing is deleted without --delete.")
 
     def add_arguments(self, parser):
         parser.add_argument("--delete", action="store_true", help="delete what is listed (default: only list)")
@@ -17,7 +18,8 @@ class Command(BaseCommand):
         garbage = find_garbage(opts["min_age"])
         for label, paths in (("master file with no pool item", garbage.orphan_masters),
                              ("rendition folder with no row", garbage.orphan_renditions),
-                             ("unfinished temporary", garbage.stale_partials)):
+                             ("unfinished temporary", garbage.stale_partials),
+                             ("uploaded files no import will use", garbage.stale_uploads)):
             for path in paths:
                 self.stdout.write(f"{label}: {path}")
         for text in garbage.missing:
