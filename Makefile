@@ -30,7 +30,7 @@ migrate: install
 
 ## make demo: install, migrate, build the demo pool and accounts, serve on 127.0.0.1:8000 with a worker.
 demo: migrate
-	$(BIN)/python manage.py build_demo
+	$(BIN)/python manage.py build_demo --i-know-this-is-a-demo
 	HOST=$(HOST) PORT=$(PORT) scripts/serve-demo
 
 ## make test: the whole suite on SQLite (PostgreSQL tests skip loudly without a server).

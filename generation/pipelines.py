@@ -1,7 +1,6 @@
 """A user's own diffusers pipeline folder (e.g. a fine-tuned Stable Diffusion), loaded offline."""
 
 import inspect
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,10 @@ def load_pipeline(path):
     if key not in _cache:
         from diffusers import DiffusionPipeline
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
-            pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True)
+            # Offline (settings set HF_HUB_OFFLINE before anything imports huggingface_hub), and weights
+            # only as safetensors: a pickled checkpoint in a folder can run code when loaded.
+            pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True, use_safetensors=True)
         except Exception as exc:  # diffusers raises many types for broken folders
             raise ConfigError(f"{path} could not be loaded as a diffusers pipeline: {str(exc)[:300]}") from None
         pipe.set_progress_bar_config(disable=True)

@@ -41,11 +41,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return default if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
+def csp_directives(policy: str) -> dict:
+    """A Content-Security-Policy header value as django-csp directives; a valueless one is True."""
+    directives = {}
+    for part in policy.split(";"):
+        name, *values = part.split()
+        if name:
+            directives[name.lower()] = values or True
+    return directives
+
+
 # Everything the platform writes (pool files, uploads, SQLite database, secret key).
 DATA_DIR = Path(os.environ.get("READERSTUDY_DATA_DIR", BASE_DIR / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
+
+# Nothing is fetched from a model hub at run time (weights ship with the repository or are local
+# folders). huggingface_hub reads these once, when it is first imported, so they are set here.
+for _offline in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_offline, "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def _secret_key() -> str:
@@ -73,6 +89,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tasks",
     "django_tasks_db",
+    "csp",
     "readerstudy.accounts",
     "readerstudy.jobs",
     "readerstudy.imaging",
@@ -93,7 +110,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "readerstudy.security.ContentSecurityPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Answers a case's next slices from the view's decision for the first (reading/served_files.py).
     "readerstudy.reading.served_files.ServedFileMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -233,18 +250,24 @@ SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-CONTENT_SECURITY_POLICY = os.environ.get(
+# Content-Security-Policy (django-csp). The viewer is written for it: no inline scripts or styles;
+# Cornerstone's image loader may compile WebAssembly codecs, hence 'wasm-unsafe-eval' (no 'unsafe-eval').
+# READERSTUDY_CSP replaces it with a policy in the header's own syntax (valueless directives allowed).
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": csp_directives(os.environ.get(
     "READERSTUDY_CSP",
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
     "form-action 'self'",
-)
+))}
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    # Preloading is a commitment to the browsers' lists that takes months to undo: only when asked for.
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]  # "not preloaded": a decision, not an oversight
 
 # --- REST API (readerstudy/api) --------------------------------------------
 REST_FRAMEWORK = {

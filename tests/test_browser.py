@@ -316,7 +316,7 @@ def test_admin_and_api_docs_work_under_the_content_security_policy(live_server, 
     page.fill("input[name=password]", "boss-password-1")
     page.click("input[type=submit]")
     page.wait_for_selector("text=Site administration")
-    page.goto(live_server.url + "/admin/studies/study/add/")
+    page.goto(live_server.url + "/admin/imaging/dataset/add/")
     page.wait_for_selector("input[name=name]")
     response = page.goto(live_server.url + "/api/v1/docs")
     assert "default-src 'self'" in response.headers["content-security-policy"]
@@ -629,3 +629,32 @@ def test_slices_on_their_way_are_stood_in_for_and_the_next_case_is_fetched_befor
     page.keyboard.press("Enter")
     page.wait_for_url(lambda url: first_token not in url)
     wait_loaded(page)
+
+
+def test_two_tabs_on_one_case_never_overwrite_each_other_silently(live_server, browser):
+    """Optimistic concurrency: the tab that edited an older answer is refused and shown the newer one."""
+    make_pool(real={("XR", "2d"): 1}, synthetic={("XR", "2d"): 1}, size=64)
+    (reader,) = readers(1)
+    open_study_for([reader], {("XR", "2d"): 2}, questions={"confidence": False, "template": "none"})
+    tabs = []
+    for _ in range(2):  # two devices: separate browser contexts, each with its own storage
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        log_in(tab, live_server)
+        tab.goto(live_server.url + "/read/test-study/")
+        wait_loaded(tab)
+        tabs.append(tab)
+    first, second = tabs
+    first.keyboard.press("r")
+    wait_saved(first)
+    second.keyboard.press("f")  # edited from the answer it loaded (none), which the first tab replaced
+    expect(second.locator("#save-status")).to_contain_text("changed elsewhere", timeout=10_000)
+    assert second.is_checked("input[name=label][value=real]")  # the newer answer is shown
+    read = Read.objects.get(assigned_case__assignment__reader=reader, assigned_case__position=1)
+    assert read.label == "real" and read.revision == 1
+    second.keyboard.press("u")  # now edited from the newer answer: accepted
+    wait_saved(second)
+    read.refresh_from_db()
+    assert read.label == "unsure" and read.revision == 2 and read.revisions.count() == 1
+    for tab in tabs:
+        tab.context.close()

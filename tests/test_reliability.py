@@ -18,7 +18,7 @@ from readerstudy.jobs.models import Job
 from readerstudy.reading.models import Read, ReadRevision
 from readerstudy.studies.models import AssignedCase
 
-from .studies import make_pool, open_study_for, readers
+from .studies import make_pool, make_user, open_study_for, readers
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = {"label": "fake", "confidence": 3, "realism": 2, "anatomy": 3}
@@ -151,3 +151,41 @@ def test_jobs_left_running_by_a_killed_worker_are_failed_and_retryable():
     call_command("recover_jobs", "--stale-seconds", "0")
     alive.refresh_from_db()
     assert alive.status == Job.Status.FAILED
+
+
+def _production_settings(tmp_path, **extra) -> dict:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "readerstudy.settings", "READERSTUDY_DATA_DIR": str(tmp_path),
+           "DJANGO_SECRET_KEY": secrets.token_urlsafe(60), "DJANGO_DEBUG": "0", "DJANGO_BEHIND_TLS_PROXY": "1",
+           "DJANGO_ALLOWED_HOSTS": "reader.example.org", "DJANGO_SECURE_COOKIES": "1", **extra}
+    env.pop("DATABASE_URL", None)
+    return env
+
+
+def test_hsts_preload_only_when_asked_for_and_the_hub_offline_before_it_is_imported(tmp_path):
+    probe = ("import django; django.setup(); from django.conf import settings; import huggingface_hub.constants as c; "
+             "print(settings.SECURE_HSTS_PRELOAD, c.HF_HUB_OFFLINE)")
+    for extra, expected in (({}, "False True"), ({"DJANGO_HSTS_PRELOAD": "1"}, "True True")):
+        env = _production_settings(tmp_path, **extra)
+        env.pop("HF_HUB_OFFLINE", None)
+        run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.stdout.split() == expected.split(), run.stderr
+    run = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                         env=_production_settings(tmp_path, DJANGO_HSTS_PRELOAD="1"), capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "no issues" in run.stdout, run.stdout + run.stderr
+
+
+@pytest.mark.django_db
+def test_a_policy_with_valueless_directives_is_served_and_the_api_docs_allow_their_inline_styles(client, settings):
+    from readerstudy.settings import csp_directives
+
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": csp_directives(
+        "default-src 'self'; style-src 'self'; upgrade-insecure-requests; script-src 'self'")}
+    client.force_login(make_user("coord", "coordinator"))
+    response = client.get("/api/v1/docs")
+    assert response.status_code == 200
+    policy = dict((p.strip() + " ").split(" ", 1) for p in response["Content-Security-Policy"].split(";"))
+    assert "upgrade-insecure-requests" in policy and policy["style-src"].split() == ["'self'", "'unsafe-inline'"]
+    page = client.get("/accounts/login/")
+    assert "'unsafe-inline'" not in page["Content-Security-Policy"]  # only the docs page relaxes it

@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
 
@@ -168,8 +168,27 @@ def test_login_page_and_home(client):
     assert "Open your worklist" in client.get(reverse("home")).content.decode()
 
 
-def test_build_demo_pool_and_accounts(client, capsys):
-    call_command("build_demo")
+def test_build_demo_refuses_the_demo_accounts_outside_a_local_demo(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="published passwords"):
+        call_command("build_demo", "--no-synthetic")
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "reader.example.org"]
+    with pytest.raises(CommandError, match="reader.example.org"):
+        call_command("build_demo", "--no-synthetic", "--i-know-this-is-a-demo")
+    assert not User.objects.filter(username="admin").exists() and not PoolItem.objects.exists()
+
+
+def build_demo_on_loopback(settings):
+    hosts = settings.ALLOWED_HOSTS
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]  # as `make demo` serves it
+    try:
+        call_command("build_demo", "--i-know-this-is-a-demo")
+    finally:
+        settings.ALLOWED_HOSTS = hosts
+
+
+def test_build_demo_pool_and_accounts(client, capsys, settings):
+    build_demo_on_loopback(settings)
     out = capsys.readouterr().out
     real = PoolItem.objects.filter(origin=Origin.REAL)
     counts = {(m, d): real.filter(modality=m, dimensionality=d).count() for m in Modality.values for d in Dimensionality.values}
@@ -209,7 +228,7 @@ def test_build_demo_pool_and_accounts(client, capsys):
     assert b'"pixels"' in config and b"training_data_reason" in config
     assert sorted(study.assignments.values_list("reader__username", flat=True)) == ["reader1", "reader2"]
     total = PoolItem.objects.count()
-    call_command("build_demo")  # idempotent
+    build_demo_on_loopback(settings)  # idempotent
     assert PoolItem.objects.count() == total and Study.objects.count() == 1
 
 

@@ -10,7 +10,7 @@ from readerstudy.studies.config import StudyConfigError
 
 def exception_handler(exc, context):
     if isinstance(exc, AnswerError):
-        return Response({"error": exc.message, "field": exc.field}, status=exc.status)
+        return Response(exc.as_dict(), status=exc.status)
     if isinstance(exc, StudyConfigError):
         return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
     response = drf_handler(exc, context)

@@ -94,6 +94,11 @@ class ReadersSerializer(serializers.Serializer):
         return users
 
 
+class ReopenSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000, help_text="Why; kept in the audit log (10 characters or more).")
+    confirm = serializers.BooleanField(help_text="True: exports and analyses made since closing go out of date.")
+
+
 class AnswerSerializer(serializers.Serializer):
     """Documents the answer body; validation is reading.answers.save_answer's (same rules as the viewer)."""
 
@@ -112,3 +117,7 @@ class AnswerSerializer(serializers.Serializer):
     marks = serializers.ListField(child=serializers.DictField(), required=False,
                                   help_text="Where the case looks synthetic: {x, y, slice} (boxes add w, h).")
     comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    base_revision = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0,
+        help_text="The answer's revision this edit started from (optimistic concurrency): if another save changed "
+                  "the answer meanwhile, the reply is 409 with the newer answer. Omitted: the last write wins.")

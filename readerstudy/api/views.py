@@ -209,6 +209,16 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         lifecycle.close_study(study, request.user)
         return Response(s.StudySerializer(study).data)
 
+    @extend_schema(request=s.ReopenSerializer, responses=s.StudySerializer)
+    @action(detail=True, methods=["post"], url_path="reopen")
+    def reopen_study(self, request, slug=None):
+        """Reopen a closed study: `confirm` that earlier exports go out of date and give a `reason` (audited)."""
+        study = self.get_object()
+        body = s.ReopenSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        lifecycle.reopen_study(study, request.user, **body.validated_data)
+        return Response(s.StudySerializer(study).data)
+
     @extend_schema(methods=["GET"], responses=s.AssignmentSerializer(many=True))
     @extend_schema(methods=["POST", "DELETE"], request=s.ReadersSerializer, responses=s.AssignmentSerializer(many=True))
     @action(detail=True, methods=["get", "post", "delete"])

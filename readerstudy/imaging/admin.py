@@ -9,6 +9,7 @@ class DatasetAdmin(admin.ModelAdmin):
     list_display = ("name", "origin", "licence", "item_count", "created_at")
     list_filter = ("origin",)
     search_fields = ("name", "licence", "source")
+    readonly_fields = ("origin", "created_at")
 
     @admin.display(description="Items")
     def item_count(self, obj):
@@ -34,8 +35,9 @@ class PoolItemAdmin(admin.ModelAdmin):
     list_filter = ("modality", "origin", "dimensionality", "dataset", "generator")
     search_fields = ("source_name", "source_sha256", "prompt", "body_part", "public_id")
     list_select_related = ("dataset", "generator")
-    raw_id_fields = ("generation_job", "import_job", "created_by")
-    readonly_fields = ("public_id", "master_file", "master_shape", "created_at")
+    # What an item is, where it came from and its files are set by import or generation; truth and
+    # provenance feed the blinding checks and the analysis, so only the body part is edited here.
+    EDITABLE = ("body_part",)
     fieldsets = (
         (None, {"fields": ("public_id", "modality", "dimensionality", "body_part")}),
         ("Provenance", {"fields": (
@@ -49,6 +51,9 @@ class PoolItemAdmin(admin.ModelAdmin):
     @admin.display(description="Licence", ordering="dataset__licence")
     def licence(self, obj):
         return obj.dataset.licence
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in PoolItem._meta.fields if f.name not in self.EDITABLE]
 
     def has_add_permission(self, request):
         return False  # items enter the pool through import or generation, which write their files

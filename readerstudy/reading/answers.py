@@ -15,26 +15,34 @@ from readerstudy.studies.config import criteria_for, is_forced_choice
 from readerstudy.studies.models import AssignedCase, StudyCase
 
 from .models import Label, Read, ReadRevision
-from .worklist import readable, reader_position
+from .worklist import readable, readable_in_transaction, reader_position
 
 ANSWER_FIELDS = ("label", "confidence", "realism", "anatomy", "slice_consistency")
 TELEMETRY_FIELDS = ("duration_ms", "slices_visited", "window_changes")
 MARK_FIELDS = ("marks", "comment")  # optional: where a case looks synthetic (kept in Read.answers)
 CHOICE = "choice"  # forced choice: the panel (0 = left) the reader takes for the real image (in Read.answers)
-ALLOWED_KEYS = {*ANSWER_FIELDS, *TELEMETRY_FIELDS, *MARK_FIELDS, CHOICE, "submit", "idempotency_key"}
+ALLOWED_KEYS = {*ANSWER_FIELDS, *TELEMETRY_FIELDS, *MARK_FIELDS, CHOICE, "submit", "idempotency_key", "base_revision"}
 PANEL_KEYS = "abcd"
 MAX_MARKS = 20
 MAX_COMMENT = 2000
 CONFIDENCE_LEVELS = range(1, 6)
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+CLOSED = "this study is closed for reading; your saved answers are kept"
 
 
 class AnswerError(Exception):
     """An answer that cannot be saved; `status` is the HTTP status the API answers with."""
 
-    def __init__(self, message: str, status: int = 400, field: str | None = None):
+    def __init__(self, message: str, status: int = 400, field: str | None = None, answer: dict | None = None):
         super().__init__(message)
         self.message, self.status, self.field = message, status, field
+        self.answer = answer  # a conflict: the newer answer the reader's page should show
+
+    def as_dict(self) -> dict:
+        body = {"error": self.message, "field": self.field}
+        if self.answer is not None:
+            body["answer"] = self.answer
+        return body
 
 
 def questions_for(config: dict, dimensionality: str) -> dict:
@@ -70,6 +78,10 @@ def _clean(payload: dict, config: dict, dimensionality: str) -> tuple[dict, dict
     submit = payload.get("submit", False)
     if not isinstance(submit, bool):
         raise AnswerError("submit must be true or false", field="submit")
+    base = payload.get("base_revision")
+    if base is not None and (isinstance(base, bool) or not isinstance(base, int) or base < 0):
+        raise AnswerError("base_revision must be the revision number the answer was edited from",
+                          field="base_revision")
 
     questions = questions_for(config, dimensionality)
     answers = {}
@@ -121,6 +133,7 @@ def _clean(payload: dict, config: dict, dimensionality: str) -> tuple[dict, dict
     ):
         raise AnswerError("slices_visited must be a list of slice numbers", field="slices_visited")
     telemetry["slices_visited"] = visited
+    telemetry["base_revision"] = base
     return answers, telemetry, submit, key
 
 
@@ -153,14 +166,29 @@ def _clean_marks(payload: dict, asked: bool) -> dict:
     return {"marks": clean, "comment": comment.strip()} if clean or comment.strip() else {}
 
 
+def _totals(read: Read) -> dict:
+    """Telemetry of every visit so far (for a finished case, including those after finishing it)."""
+    totals = {name: getattr(read, name) for name in TELEMETRY_FIELDS}
+    totals.update(read.telemetry_after_submit or {})
+    return totals
+
+
+def _merged(current: dict, sent: dict) -> dict:
+    """Cumulative telemetry merged monotonically: retries arriving out of order lose nothing."""
+    return {
+        "duration_ms": max(current["duration_ms"], sent["duration_ms"]),
+        "window_changes": max(current["window_changes"], sent["window_changes"]),
+        "slices_visited": sorted(set(current["slices_visited"]) | set(sent["slices_visited"])),
+    }
+
+
 def answer_state(read: Read | None) -> dict:
-    """The reader's own answer as the browser sees it."""
+    """The reader's own answer as the browser sees it (telemetry: the totals the page counts on from)."""
     state = {name: getattr(read, name) if read else None for name in ANSWER_FIELDS}
     state["label"] = state["label"] or None
+    totals = _totals(read) if read else {"duration_ms": 0, "window_changes": 0, "slices_visited": []}
     state.update(
-        submitted=bool(read and read.submitted_at), revision=read.revision if read else 0,
-        duration_ms=read.duration_ms if read else 0, window_changes=read.window_changes if read else 0,
-        slices_visited=read.slices_visited if read else [],
+        submitted=bool(read and read.submitted_at), revision=read.revision if read else 0, **totals,
         marks=(read.answers or {}).get("marks", []) if read else [],
         choice=(read.answers or {}).get(CHOICE) if read else None,
         comment=(read.answers or {}).get("comment", "") if read else "",
@@ -169,7 +197,8 @@ def answer_state(read: Read | None) -> dict:
 
 
 def _snapshot(read: Read) -> dict:
-    data = {name: getattr(read, name) for name in (*ANSWER_FIELDS, *TELEMETRY_FIELDS, "idempotency_key", "answers")}
+    data = {name: getattr(read, name) for name in (*ANSWER_FIELDS, *TELEMETRY_FIELDS, "telemetry_after_submit",
+                                                   "idempotency_key", "answers")}
     data["submitted_at"] = read.submitted_at.isoformat() if read.submitted_at else None
     data["saved_at"] = read.saved_at.isoformat() if read.saved_at else None
     return data
@@ -187,7 +216,7 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
     item = assigned_case.case.item
     answers, telemetry, submit, key = _clean(payload, config, item.dimensionality)
     if not readable(assignment):
-        raise AnswerError("this study is closed for reading; your saved answers are kept", status=409)
+        raise AnswerError(CLOSED, status=409)
     row = position.row(assigned_case.token)
     # A finished case always takes telemetry; whether its answers may change is decided in _apply.
     if not (row["submitted"] or position.may_open(row)):
@@ -198,6 +227,8 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
             with transaction.atomic():
                 read, _ = Read.objects.get_or_create(assigned_case=assigned_case)
                 read = Read.objects.select_for_update().get(pk=read.pk)
+                if not readable_in_transaction(assignment):  # closed after the check above
+                    raise AnswerError(CLOSED, status=409)
                 replayed = _apply(read, answers, telemetry, submit, key, config)
             break
         except IntegrityError:  # two first saves raced to create the Read; the loser retries
@@ -226,6 +257,13 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
         return True
     extra = answers["extra"]
     changed = any(getattr(read, n) != answers[n] for n in ANSWER_FIELDS) or (read.answers or {}) != extra
+    base = telemetry["base_revision"]
+    if changed and base is not None and base != read.revision:
+        # Edited from an older answer (another tab or device saved meanwhile): the newer one wins
+        # until the reader, who now sees it, changes it again.
+        raise AnswerError(f"this answer was changed elsewhere meanwhile (another tab or device; revision "
+                          f"{read.revision}); the newer answer is shown — change it again if needed",
+                          status=409, field="base_revision", answer=answer_state(read))
     if read.submitted_at and changed:
         if not config["reading"]["allow_back"]:
             raise AnswerError("answers to finished cases cannot be changed in this study", status=409)
@@ -246,9 +284,14 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
             setattr(read, name, answers[name])
         read.answers = extra
         read.revision += 1
-    read.duration_ms = max(read.duration_ms, telemetry["duration_ms"])
-    read.window_changes = max(read.window_changes, telemetry["window_changes"])
-    read.slices_visited = sorted(set(read.slices_visited) | set(telemetry["slices_visited"]))
+    if read.submitted_at:
+        # A finished case: the time and views it took to decide stay as submitted; later visits
+        # add to totals of their own.
+        read.telemetry_after_submit = _merged(_totals(read), telemetry)
+    else:
+        merged = _merged({n: getattr(read, n) for n in TELEMETRY_FIELDS}, telemetry)
+        for name in TELEMETRY_FIELDS:
+            setattr(read, name, merged[name])
     read.started_at = read.started_at or now
     if submit and not read.submitted_at:
         read.submitted_at = now

@@ -23,6 +23,11 @@ class Read(models.Model):
     duration_ms = models.PositiveIntegerField(default=0)
     slices_visited = models.JSONField(default=list, blank=True)
     window_changes = models.PositiveIntegerField(default=0)
+    telemetry_after_submit = models.JSONField(
+        default=dict, blank=True,
+        help_text="Totals including visits after the case was finished (duration_ms, window_changes, "
+                  "slices_visited); the fields above stay as they were when the reader finished it.",
+    )
     revision = models.PositiveIntegerField(default=0)
     idempotency_key = models.CharField(max_length=64, blank=True)
 

@@ -216,7 +216,7 @@ class AnswerView(JsonCaseMixin, View):
         try:
             result = save_answer(case, payload)
         except AnswerError as exc:
-            return no_store(JsonResponse({"error": exc.message, "field": exc.field}, status=exc.status))
+            return no_store(JsonResponse(exc.as_dict(), status=exc.status))
         following, finished = result.pop("next_token"), result.pop("finished")
         if following:
             result["next"] = reverse("read-case", kwargs={"token": following})

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db import connection
 from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
@@ -119,10 +120,27 @@ def reader_case(user, token: str, any_panel: bool = False) -> AssignedCase:
     return case
 
 
-def readable(assignment: Assignment) -> bool:
+def readable(assignment: Assignment, status: str | None = None) -> bool:
     """Whether answers may be given now: the study is open (or, for a preview, a prepared draft)."""
-    status = assignment.study.status
+    status = status or assignment.study.status
     return status == Study.Status.OPEN or (assignment.preview and status == Study.Status.DRAFT)
+
+
+def readable_in_transaction(assignment: Assignment) -> bool:
+    """`readable` with the study's status read again inside the caller's transaction and held there.
+
+    PostgreSQL: the study row is read FOR SHARE, so a close (a conditional UPDATE of that
+    row) waits until this save commits, and a save after the close sees it closed. SQLite
+    runs one write transaction at a time, so a plain read there is already current.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT status FROM "{Study._meta.db_table}" WHERE id = %s FOR SHARE',
+                           [assignment.study_id])
+            row = cursor.fetchone()
+    else:
+        row = Study.objects.filter(pk=assignment.study_id).values_list("status").first()
+    return row is not None and readable(assignment, row[0])
 
 
 def visible_assignments(user):

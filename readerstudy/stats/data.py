@@ -34,6 +34,7 @@ ANSWER_FIELDS = {
     "duration_ms": "duration_ms",
     "window_changes": "window_changes",
     "slices_visited": "slices_visited",
+    "telemetry_after_submit": "telemetry_after_submit",
     "started_at": "started_at",
     "submitted_at": "submitted_at",
     "revision": "revision",

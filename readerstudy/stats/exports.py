@@ -16,7 +16,7 @@ ANSWER_COLUMNS = [
     "label", "label_text", "confidence", "confidence_text",
     "realism", "realism_text", "anatomy", "anatomy_text", "slice_consistency", "slice_consistency_text",
     "fakeness_score", "duration_ms", "slices_visited", "window_changes", "started_at", "submitted_at", "revision",
-    "marks", "comment",
+    "marks", "comment", "duration_with_revisits_ms", "window_changes_with_revisits",
 ]
 
 
@@ -64,6 +64,7 @@ def answer_csv_rows(study):
     yield ANSWER_COLUMNS
     for r in answer_rows(study):
         extra = r["answers"] or {}  # marks ("where does it look synthetic") and the comment, when asked
+        revisits = r["telemetry_after_submit"] or {}
         yield [
             study.slug, r["reader"], r["years_experience"] if r["years_experience"] is not None else "",
             "" if r["is_trainee"] is None else int(r["is_trainee"]), r["case_id"], r["role"], r["repeat_of"] or "",
@@ -77,6 +78,8 @@ def answer_csv_rows(study):
             r["duration_ms"], len(r["slices_visited"] or []), r["window_changes"],
             _iso(r["started_at"]), _iso(r["submitted_at"]), r["revision"],
             json.dumps(extra["marks"]) if extra.get("marks") else "", extra.get("comment", ""),
+            # duration_ms and window_changes are as submitted; these add visits after finishing the case
+            revisits.get("duration_ms", r["duration_ms"]), revisits.get("window_changes", r["window_changes"]),
         ]
 
 

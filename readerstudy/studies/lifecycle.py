@@ -6,6 +6,8 @@ Views, commands and background tasks all call these functions.
 import secrets
 
 from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -126,11 +128,34 @@ def create_audit_job(study: Study, user=None):
     return _queue_study_job(study, Job.Kind.AUDIT_STUDY, f"Leak audit of {study.name}", "study.audit", user)
 
 
-def open_study(study: Study, actor=None) -> dict:
-    """Open for reading once a passed leak audit still matches the files; raises StudyConfigError saying
-    what blocks it. (The audit reads every served file, so it runs as a job, never in a request.)"""
-    if study.status == Study.Status.OPEN:
-        raise StudyConfigError("the study is already open")
+# A study's status changes only along these edges, each with its audit event; `_transition` applies
+# one as a conditional UPDATE, so two requests (two tabs, a page and the API) cannot both act on one state.
+TRANSITIONS = {
+    (Study.Status.DRAFT, Study.Status.OPEN): "study.opened",
+    (Study.Status.OPEN, Study.Status.CLOSED): "study.closed",
+    (Study.Status.CLOSED, Study.Status.OPEN): "study.reopened",
+}
+MIN_REOPEN_REASON = 10
+
+
+def _transition(study: Study, source: str, target: str, actor=None, **details) -> None:
+    event = TRANSITIONS[(source, target)]
+    now = timezone.now()
+    fields = {"status": target}
+    if target == Study.Status.OPEN:
+        fields.update(opened_at=Coalesce("opened_at", Value(now)), closed_at=None)
+    else:
+        fields["closed_at"] = now
+    with transaction.atomic():
+        # On PostgreSQL this UPDATE waits for answer saves holding the row FOR SHARE (reading.answers).
+        if not Study.objects.filter(pk=study.pk, status=source).update(**fields):
+            current = Study.objects.filter(pk=study.pk).values_list("status", flat=True).first()
+            raise StudyConfigError(f"the study is {current or 'deleted'} now, not {source}: reload the page")
+        record(event, actor, study, study.slug, **details)
+    study.refresh_from_db()
+
+
+def _check_openable(study: Study) -> dict:
     if not study.cases.exists():
         raise StudyConfigError("prepare the study first: it has no cases")
     if not study.assignments.readers().exists():
@@ -142,14 +167,18 @@ def open_study(study: Study, actor=None) -> dict:
         raise StudyConfigError("the leak audit found differences: " + "; ".join(audit["problems"][:5]))
     if not audit_is_current(study):
         raise StudyConfigError("the served files changed since the last leak audit: run the leak audit again")
-    with transaction.atomic():
-        locked = Study.objects.select_for_update().get(pk=study.pk)
-        locked.status = Study.Status.OPEN
-        locked.opened_at = locked.opened_at or timezone.now()
-        locked.closed_at = None
-        locked.save(update_fields=["status", "opened_at", "closed_at"])
-        record("study.opened", actor, locked, locked.slug, audit_files=audit["files"])
-    study.refresh_from_db()
+    return audit
+
+
+def open_study(study: Study, actor=None) -> dict:
+    """Open a prepared draft for reading once a passed leak audit still matches the files; raises
+    StudyConfigError saying what blocks it. (The audit reads every served file, so it runs as a job.)"""
+    if study.status == Study.Status.OPEN:
+        raise StudyConfigError("the study is already open")
+    if study.status == Study.Status.CLOSED:
+        raise StudyConfigError("the study is closed: reopening it is a separate, confirmed action with a reason")
+    audit = _check_openable(study)
+    _transition(study, Study.Status.DRAFT, Study.Status.OPEN, actor, audit_files=audit["files"])
     return audit
 
 
@@ -157,6 +186,24 @@ def close_study(study: Study, actor=None) -> None:
     """Stop reading; answers stay, readers can no longer change them."""
     if study.status != Study.Status.OPEN:
         raise StudyConfigError("only an open study can be closed")
-    Study.objects.filter(pk=study.pk).update(status=Study.Status.CLOSED, closed_at=timezone.now())
-    record("study.closed", actor, study, study.slug)
-    study.refresh_from_db()
+    _transition(study, Study.Status.OPEN, Study.Status.CLOSED, actor)
+
+
+def reopen_study(study: Study, actor=None, reason: str = "", confirm: bool = False) -> None:
+    """Let readers answer a closed study again: an explicit action, confirmed, with a reason in the audit log.
+
+    Exports and analyses made while it was closed stop matching the answers, so the
+    person must say they know (`confirm`) and why (`reason`, kept in the audit event).
+    """
+    if study.status != Study.Status.CLOSED:
+        raise StudyConfigError("only a closed study can be reopened")
+    reason = (reason or "").strip()
+    if len(reason) < MIN_REOPEN_REASON:
+        raise StudyConfigError(f"say why the study is reopened (at least {MIN_REOPEN_REASON} characters); "
+                               "the reason is kept in the audit log")
+    if not confirm:
+        raise StudyConfigError("confirm that exports and analyses made since closing will no longer match "
+                               "the answers")
+    audit = _check_openable(study)
+    _transition(study, Study.Status.CLOSED, Study.Status.OPEN, actor, reason=reason[:1000],
+                closed_at=study.closed_at.isoformat() if study.closed_at else None, audit_files=audit["files"])

@@ -157,6 +157,11 @@ class StudyActionView(StudyMixin, View):
                     raise StudyConfigError("tick “Readers can no longer change their answers” to close the study")
                 lifecycle.close_study(study, request.user)
                 messages.success(request, "The study is closed. Answers are kept; readers can no longer change them.")
+            elif action == "reopen":
+                lifecycle.reopen_study(study, request.user, reason=request.POST.get("reason", ""),
+                                       confirm=request.POST.get("confirm") == "yes")
+                messages.success(request, "The study is open again; the reason is in the audit log. Export again "
+                                          "once reading ends: earlier exports no longer match.")
             elif action == "readers":
                 self._readers(request, study)
             elif action == "preview":

@@ -4,6 +4,8 @@
  * entry per case matters, and re-sending one (same idempotency key) is harmless: the
  * server treats a repeated key as a replay. A reload, a lost connection or a server
  * restart therefore loses nothing; pending entries are sent when any viewer page loads.
+ * Each payload names the revision it was edited from (`base_revision`); a save built on a
+ * revision another tab or device has since replaced is refused (409) with the newer answer.
  */
 (function (global) {
   "use strict";
@@ -98,10 +100,15 @@
       var current = self.pending(entry.token);
       if (current && current.payload.idempotency_key === entry.payload.idempotency_key) {
         global.localStorage.removeItem(PREFIX + entry.token);
+      } else if (current && acknowledged &&
+                 current.payload.base_revision === entry.payload.base_revision) {
+        // The newer entry was edited on top of the one just saved, here: it builds on that revision.
+        current.payload.base_revision = reply.body.answer.revision;
+        global.localStorage.setItem(PREFIX + entry.token, JSON.stringify(current));
       }
       self.delay = 1000;
       if (refused) {
-        self.onStatus("rejected", reply.body.error, entry.token);
+        self.onStatus("rejected", reply.body.error, entry.token, reply.body);
         self._settle(entry.token, false, reply);
       } else {
         self.lastReply[entry.token] = reply;

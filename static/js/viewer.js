@@ -498,7 +498,13 @@
   }
 
   // ---- Answers --------------------------------------------------------------------
-  var outbox = new AnswerOutbox(csrf, function (state, detail, token) {
+  var outbox = new AnswerOutbox(csrf, function (state, detail, token, body) {
+    if (state === "rejected" && token === c.token && body && body.answer) {
+      // Changed in another tab or on another device meanwhile: show the newer answer, keep this view.
+      answer = body.answer;
+      fill(answer, true);
+      refreshSubmit();
+    }
     var text = {
       saving: "Saving…", saved: "All answers saved", offline: "Connection lost: your answers are kept on this device and will be sent",
       auth: "Not saved yet: your session ended. Log in again in another tab; your answers are kept on this device",
@@ -507,7 +513,10 @@
     statusEl.textContent = text;
     statusEl.className = "save-status " + state;
     // The outbox also sends what earlier pages left behind; only this case's replies change its state.
-    if (state === "saved" && token === c.token && detail.answer.submitted) answer.submitted = true;
+    if (state === "saved" && token === c.token) {
+      if (detail.answer.submitted) answer.submitted = true;
+      answer.revision = Math.max(answer.revision || 0, detail.answer.revision);
+    }
   });
 
   function currentAnswers() {
@@ -520,10 +529,11 @@
     return out;
   }
 
-  function fill(values) {
+  function fill(values, replace) {
     if (marksBox && values.marks) { marks = values.marks.slice(); renderMarkList(); }
     if (marksBox && typeof values.comment === "string") commentEl.value = values.comment;
     ANSWERS.forEach(function (name) {
+      if (replace) form.querySelectorAll('input[name="' + name + '"]').forEach(function (i) { i.checked = false; });
       if (values[name] === null || values[name] === undefined) return;
       var input = form.querySelector('input[name="' + name + '"][value="' + values[name] + '"]');
       if (input) input.checked = true;
@@ -583,6 +593,7 @@
     p.slices_visited = Object.keys(visited).map(Number).sort(function (a, b) { return a - b; });
     if (marksBox) { p.marks = marks; p.comment = commentEl.value; }
     p.submit = submit;
+    p.base_revision = answer.revision || 0;
     return p;
   }
 

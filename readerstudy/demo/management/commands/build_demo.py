@@ -4,7 +4,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy.accounts.demo import ensure_demo_accounts
+from readerstudy.accounts.demo import DemoAccountsRefused, demo_accounts_refusal, ensure_demo_accounts
 from readerstudy.imaging.importing import ImportOptions, import_path
 from readerstudy.imaging.models import Dataset, Origin
 
@@ -24,8 +24,13 @@ class Command(BaseCommand):
         parser.add_argument("--manifest", default=str(DEMO_DIR / "manifest.json"))
         parser.add_argument("--no-accounts", action="store_true")
         parser.add_argument("--no-synthetic", action="store_true", help="Skip sampling the shipped demo models.")
+        parser.add_argument("--i-know-this-is-a-demo", action="store_true", dest="demo_confirmed",
+                            help="Create the demo accounts (published passwords, a superuser) without DEBUG; "
+                                 "refused unless ALLOWED_HOSTS are loopback only.")
 
     def handle(self, *args, **opts):
+        if not opts["no_accounts"] and (reason := demo_accounts_refusal(opts["demo_confirmed"])):
+            raise CommandError(f"refused: {reason} (or build the pool alone with --no-accounts)")
         manifest_path = Path(opts["manifest"])
         manifest = json.loads(manifest_path.read_text())
         datasets = {}
@@ -50,7 +55,10 @@ class Command(BaseCommand):
         if not opts["no_synthetic"]:
             self._synthetic()
         if not opts["no_accounts"]:
-            accounts = ensure_demo_accounts()
+            try:
+                accounts = ensure_demo_accounts(confirmed=opts["demo_confirmed"])
+            except DemoAccountsRefused as exc:
+                raise CommandError(f"refused: {exc}") from None
             if not opts["no_synthetic"]:
                 from readerstudy.studies.demo import ensure_demo_study
 
