@@ -25,6 +25,7 @@ class Generator(models.Model):
     class Meta:
         ordering = ["name", "version"]
         constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_generator_version")]
+        permissions = [("generate_images", "Sample generators into the pool")]
 
     def __str__(self):
         return f"{self.name} v{self.version}"

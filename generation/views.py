@@ -1,28 +1,29 @@
 from django.contrib import messages
+from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.shortcuts import redirect
 from django.views.generic import DetailView, FormView, ListView
 
-from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
+from readerstudy.accounts.permissions import GENERATE_IMAGES, VIEW_GENERATORS
 
 from .forms import GenerateForm
 from .generate import create_generation_job
 from .models import Generator
 
 
-class GeneratorListView(RoleRequiredMixin, ListView):
-    roles = (COORDINATOR, ANALYST)
+class GeneratorListView(PermissionRequiredMixin, ListView):
+    permission_required = VIEW_GENERATORS
     model = Generator
     template_name = "generation/generator_list.html"
 
 
-class GeneratorDetailView(RoleRequiredMixin, DetailView):
-    roles = (COORDINATOR, ANALYST)
+class GeneratorDetailView(PermissionRequiredMixin, DetailView):
+    permission_required = VIEW_GENERATORS
     model = Generator
     template_name = "generation/generator_detail.html"
 
 
-class GenerateView(RoleRequiredMixin, FormView):
-    roles = (COORDINATOR,)
+class GenerateView(PermissionRequiredMixin, FormView):
+    permission_required = GENERATE_IMAGES
     form_class = GenerateForm
     template_name = "generation/generate.html"
 

@@ -132,7 +132,6 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "readerstudy.accounts.context_processors.roles",
             ],
         },
     },
@@ -189,6 +188,11 @@ JOB_HEARTBEAT_SECONDS = float(os.environ.get("READERSTUDY_JOB_HEARTBEAT_SECONDS"
 JOB_STALE_SECONDS = env_int("READERSTUDY_JOB_STALE_SECONDS", 600)
 
 # --- Auth -------------------------------------------------------------------
+# Permissions only (accounts/permissions.py); the second backend answers "may this user change this study".
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "readerstudy.accounts.permissions.StudyEditorBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

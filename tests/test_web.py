@@ -148,13 +148,29 @@ def test_admin_delete_removes_files(admin_client, import_file, pool_dirs, django
     assert list((pool_dirs / "masters").iterdir()) == [] and list((pool_dirs / "renditions").iterdir()) == []
 
 
-def test_role_groups_have_their_permissions():
-    coordinator = Group.objects.get(name=COORDINATOR)
-    analyst = Group.objects.get(name=ANALYST)
-    assert coordinator.permissions.filter(codename="add_poolitem").exists()
-    assert analyst.permissions.filter(codename="view_read").exists()
-    assert not analyst.permissions.filter(codename="change_poolitem").exists()
-    assert not Group.objects.get(name=READER).permissions.exists()
+def test_role_groups_hand_out_the_permissions_the_views_check():
+    def codenames(role):
+        return set(Group.objects.get(name=role).permissions.values_list("codename", flat=True))
+
+    assert {"import_images", "manage_study", "view_results", "export_study", "generate_images", "manage_jobs",
+            "manage_readers"} <= codenames(COORDINATOR)
+    assert {"view_results", "export_study", "view_read"} <= codenames(ANALYST)
+    assert not {"manage_study", "import_images", "change_poolitem"} & codenames(ANALYST)
+    assert codenames(READER) == {"read_cases"}
+
+
+def test_pages_check_permissions_not_group_names(client):
+    """A user in no group, granted one permission directly, gets exactly what that permission allows."""
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user("auditor", password="x")
+    user.user_permissions.add(Permission.objects.get(codename="view_poolitem"))
+    client.force_login(user)
+    assert client.get(reverse("pool-list")).status_code == 200
+    assert client.get(reverse("pool-upload")).status_code == 403
+    assert client.get(reverse("study-list")).status_code == 403
+    assert client.get("/api/v1/pool").status_code == 200
+    assert client.get("/api/v1/studies").status_code == 403
 
 
 def test_healthz(client):

@@ -10,5 +10,8 @@ class ReaderProfile(models.Model):
     years_experience = models.PositiveSmallIntegerField(null=True, blank=True)
     is_trainee = models.BooleanField(default=False, help_text="Resident or fellow rather than consultant.")
 
+    class Meta:
+        permissions = [("manage_readers", "Create, invite and deactivate reader accounts")]
+
     def __str__(self):
         return f"Profile of {self.user}"

@@ -1,7 +1,7 @@
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from generation.models import Generator
+from readerstudy.accounts.permissions import readers as reader_accounts
 from readerstudy.imaging.models import Dataset, Modality, PoolItem
 from readerstudy.jobs.models import Job
 from readerstudy.studies.config import StudyConfigError, validate_config
@@ -54,11 +54,13 @@ class StudySerializer(serializers.ModelSerializer):
     """A study; `config` follows studies/config.py and is validated there."""
 
     seed = serializers.IntegerField(min_value=0, max_value=2**53, required=False)
+    editors = serializers.SlugRelatedField(many=True, read_only=True, slug_field="username",
+                                           help_text="Coordinators who may change it (POST .../editors to set).")
 
     class Meta:
         model = Study
         fields = ["slug", "name", "instructions", "status", "seed", "config", "audit", "created_at", "opened_at",
-                  "closed_at"]
+                  "closed_at", "editors"]
         read_only_fields = ["slug", "status", "audit", "created_at", "opened_at", "closed_at"]
 
     def validate_config(self, value):
@@ -85,13 +87,15 @@ class ReadersSerializer(serializers.Serializer):
     readers = serializers.ListField(child=serializers.CharField(max_length=150), allow_empty=False, max_length=1000)
 
     def validate_readers(self, names):
-        from readerstudy.accounts.roles import READER
-
-        users = list(get_user_model().objects.filter(username__in=names, groups__name=READER, is_active=True))
+        users = list(reader_accounts().filter(username__in=names))
         missing = sorted(set(names) - {u.username for u in users})
         if missing:
             raise serializers.ValidationError(f"not active readers: {', '.join(missing)}")
         return users
+
+
+class EditorsSerializer(serializers.Serializer):
+    editors = serializers.ListField(child=serializers.CharField(max_length=150), allow_empty=False, max_length=100)
 
 
 class ReopenSerializer(serializers.Serializer):

@@ -12,14 +12,15 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generation.config import ConfigError
 from generation.generate import create_generation_job
 from generation.models import Generator
-from readerstudy.accounts.roles import ANALYST, COORDINATOR, has_role
+from readerstudy.accounts import permissions as perms
+from readerstudy.accounts.roles import roles_of
 from readerstudy.imaging.forms import UploadForm
 from readerstudy.imaging.models import Dataset, Dimensionality, Modality, Origin, PoolItem
 from readerstudy.imaging.tasks import create_upload_job
@@ -35,25 +36,19 @@ from readerstudy.studies.models import Study
 from readerstudy.studies.progress import study_progress
 
 from . import serializers as s
-
-
-class RolePermission(BasePermission):
-    """Safe methods for `read_roles`, everything else for `write_roles` (views set both)."""
-
-    message = "Your role does not allow this."
-
-    def has_permission(self, request, view):
-        roles = view.read_roles if request.method in SAFE_METHODS else view.write_roles
-        return has_role(request.user, *roles)
+from .permissions import HasPermission
 
 
 class StaffViewSet(viewsets.GenericViewSet):
-    permission_classes = [IsAuthenticated, RolePermission]
-    read_roles = (COORDINATOR, ANALYST)
-    write_roles = (COORDINATOR,)
+    """Coordinators' and analysts' endpoints: each view names the permissions it needs (HasPermission)."""
+
+    permission_classes = [IsAuthenticated, HasPermission]
+    read_permission = perms.VIEW_STUDIES
+    write_permission = perms.MANAGE_STUDIES
 
 
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    read_permission, write_permission = perms.VIEW_POOL, perms.IMPORT_IMAGES
     queryset = Dataset.objects.order_by("name")
     serializer_class = s.DatasetSerializer
 
@@ -65,6 +60,7 @@ FILTER_CHOICES = {"modality": Modality.values, "origin": Origin.values, "dimensi
 
 @extend_schema(parameters=[OpenApiParameter(name, str) for name in FILTERS])
 class PoolItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    read_permission, write_permission = perms.VIEW_POOL, perms.IMPORT_IMAGES
     """The image pool with provenance; filter by modality, origin, dimensionality, dataset, generator."""
 
     serializer_class = s.PoolItemSerializer
@@ -99,8 +95,8 @@ class PoolUploadView(APIView):
     """Upload image files (multipart) into a real data set; the import runs as a background job."""
 
     parser_classes = [MultiPartParser]
-    permission_classes = [IsAuthenticated, RolePermission]
-    read_roles = write_roles = (COORDINATOR,)
+    permission_classes = [IsAuthenticated, HasPermission]
+    read_permission = write_permission = perms.IMPORT_IMAGES
 
     @extend_schema(request={"multipart/form-data": UploadSerializerDoc}, responses={202: s.JobSerializer})
     def post(self, request):
@@ -115,6 +111,7 @@ class PoolUploadView(APIView):
 
 
 class GeneratorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    read_permission, write_permission = perms.VIEW_GENERATORS, perms.GENERATE_IMAGES
     queryset = Generator.objects.all()
     serializer_class = s.GeneratorSerializer
 
@@ -135,6 +132,7 @@ class GeneratorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffVi
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    read_permission, write_permission = perms.VIEW_JOBS, perms.MANAGE_JOBS
     serializer_class = s.JobSerializer
 
     def get_queryset(self):
@@ -168,6 +166,8 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     queryset = Study.objects.all()
     serializer_class = s.StudySerializer
     lookup_field = "slug"
+    action_permissions = {"progress": perms.VIEW_RESULTS, "analysis": perms.VIEW_RESULTS,
+                          "export": perms.EXPORT_STUDIES}
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def perform_update(self, serializer):
@@ -207,6 +207,16 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     def close_study(self, request, slug=None):
         study = self.get_object()
         lifecycle.close_study(study, request.user)
+        return Response(s.StudySerializer(study).data)
+
+    @extend_schema(request=s.EditorsSerializer, responses=s.StudySerializer)
+    @action(detail=True, methods=["post"])
+    def editors(self, request, slug=None):
+        """Set the coordinators who may change this study (its editors only; at least one)."""
+        study = self.get_object()
+        body = s.EditorsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        lifecycle.set_editors(study, body.validated_data["editors"], request.user)
         return Response(s.StudySerializer(study).data)
 
     @extend_schema(request=s.ReopenSerializer, responses=s.StudySerializer)
@@ -273,8 +283,8 @@ class SampleSizeView(APIView):
     tests, by seeded simulation from the analysis's model (the fields of the planning page; missing ones
     take its defaults)."""
 
-    permission_classes = [IsAuthenticated, RolePermission]
-    read_roles = write_roles = (COORDINATOR, ANALYST)
+    permission_classes = [IsAuthenticated, HasPermission]
+    read_permission = write_permission = perms.VIEW_STUDIES
 
     @extend_schema(request=dict, responses={200: dict, 400: dict})
     def post(self, request):
@@ -338,8 +348,6 @@ class ReadingAnswerView(APIView):
 class MeView(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request):
-        from readerstudy.accounts.roles import ROLES
-
         user = request.user
-        return Response({"username": user.get_username(), "roles": [r for r in ROLES if has_role(user, r)],
-                         "is_admin": user.is_superuser})
+        return Response({"username": user.get_username(), "roles": roles_of(user), "is_admin": user.is_superuser,
+                         "permissions": sorted(user.get_all_permissions())})

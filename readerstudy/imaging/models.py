@@ -98,6 +98,7 @@ class PoolItem(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("import_images", "Import and upload images into the pool")]
         constraints = [
             models.UniqueConstraint(
                 fields=["dataset", "source_sha256", "source_locator"],

@@ -2,13 +2,14 @@ import io
 
 import numpy as np
 from django.contrib import messages
+from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import FormView, TemplateView, View
 from PIL import Image
 
-from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
+from readerstudy.accounts.permissions import IMPORT_IMAGES, VIEW_POOL
 
 from . import canonical, storage
 from .forms import UploadForm
@@ -16,10 +17,10 @@ from .models import Dataset, Dimensionality, Modality, Origin, PoolItem
 from .tasks import create_upload_job
 
 
-class PoolListView(RoleRequiredMixin, TemplateView):
+class PoolListView(PermissionRequiredMixin, TemplateView):
     """The pool with provenance: coordinators and analysts only."""
 
-    roles = (COORDINATOR, ANALYST)
+    permission_required = VIEW_POOL
     template_name = "imaging/pool_list.html"
     page_size = 50
 
@@ -42,10 +43,10 @@ class PoolListView(RoleRequiredMixin, TemplateView):
         )
 
 
-class PoolItemPreviewView(RoleRequiredMixin, View):
+class PoolItemPreviewView(PermissionRequiredMixin, View):
     """PNG of an item's middle slice for coordinators (readers never get this URL's data)."""
 
-    roles = (COORDINATOR, ANALYST)
+    permission_required = VIEW_POOL
 
     def get(self, request, pk):
         item = get_object_or_404(PoolItem, pk=pk)
@@ -65,8 +66,8 @@ class PoolItemPreviewView(RoleRequiredMixin, View):
         return response
 
 
-class UploadView(RoleRequiredMixin, FormView):
-    roles = (COORDINATOR,)
+class UploadView(PermissionRequiredMixin, FormView):
+    permission_required = IMPORT_IMAGES
     template_name = "imaging/upload.html"
     form_class = UploadForm
 

@@ -53,6 +53,7 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("manage_jobs", "Cancel and retry jobs")]
 
     def __str__(self):
         return f"{self.get_kind_display()} #{self.pk}: {self.title}"

@@ -1,9 +1,10 @@
 from django.contrib import messages
+from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import DetailView, ListView, View
 
-from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
+from readerstudy.accounts.permissions import MANAGE_JOBS, VIEW_JOBS
 
 from .models import Job
 from .queue import JobError, cancel_job, retry_job
@@ -19,28 +20,28 @@ def job_state(job: Job) -> dict:
     }
 
 
-class JobListView(RoleRequiredMixin, ListView):
-    roles = (COORDINATOR, ANALYST)
+class JobListView(PermissionRequiredMixin, ListView):
+    permission_required = VIEW_JOBS
     template_name = "jobs/job_list.html"
     paginate_by = 50
     queryset = Job.objects.select_related("created_by")
 
 
-class JobDetailView(RoleRequiredMixin, DetailView):
-    roles = (COORDINATOR, ANALYST)
+class JobDetailView(PermissionRequiredMixin, DetailView):
+    permission_required = VIEW_JOBS
     template_name = "jobs/job_detail.html"
     model = Job
 
 
-class JobStateView(RoleRequiredMixin, View):
-    roles = (COORDINATOR, ANALYST)
+class JobStateView(PermissionRequiredMixin, View):
+    permission_required = VIEW_JOBS
 
     def get(self, request, pk):
         return JsonResponse(job_state(get_object_or_404(Job, pk=pk)))
 
 
-class JobCancelView(RoleRequiredMixin, View):
-    roles = (COORDINATOR,)
+class JobCancelView(PermissionRequiredMixin, View):
+    permission_required = MANAGE_JOBS
 
     def post(self, request, pk):
         if not cancel_job(get_object_or_404(Job, pk=pk)):
@@ -48,10 +49,10 @@ class JobCancelView(RoleRequiredMixin, View):
         return redirect("job-detail", pk=pk)
 
 
-class JobRetryView(RoleRequiredMixin, View):
+class JobRetryView(PermissionRequiredMixin, View):
     """Queue a failed or cancelled job again; its work continues where it stopped."""
 
-    roles = (COORDINATOR,)
+    permission_required = MANAGE_JOBS
 
     def post(self, request, pk):
         job = get_object_or_404(Job, pk=pk)

@@ -31,6 +31,9 @@ class Read(models.Model):
     revision = models.PositiveIntegerField(default=0)
     idempotency_key = models.CharField(max_length=64, blank=True)
 
+    class Meta:
+        permissions = [("read_cases", "Be assigned studies and answer their cases")]
+
     def __str__(self):
         return f"Read of {self.assigned_case}"
 

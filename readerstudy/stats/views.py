@@ -1,10 +1,11 @@
 """Analyst dashboard, analysis JSON, charts and exports (coordinators and analysts only)."""
 
+from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.generic import TemplateView, View
 
-from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
+from readerstudy.accounts.permissions import EXPORT_STUDIES, VIEW_RESULTS, VIEW_STUDIES
 from readerstudy.studies.models import Study
 
 from .forms import SampleSizeForm
@@ -13,8 +14,8 @@ from .forms import SampleSizeForm
 # them, not with the URL conf: a web process that never draws a chart does not load them.
 
 
-class AnalysisMixin(RoleRequiredMixin):
-    roles = (COORDINATOR, ANALYST)
+class AnalysisMixin(PermissionRequiredMixin):
+    permission_required = VIEW_RESULTS
 
     def dispatch(self, request, *args, **kwargs):
         from .analysis import OptionError
@@ -115,6 +116,8 @@ class MarksHeatmapView(AnalysisMixin, View):
 class ExportView(AnalysisMixin, View):
     """Streamed downloads; the file name carries the study and the configuration hash."""
 
+    permission_required = EXPORT_STUDIES
+
     def get(self, request, slug, name):
         from . import exports
 
@@ -124,10 +127,10 @@ class ExportView(AnalysisMixin, View):
         return exports.streaming_response(self.get_study(), name, request.user)
 
 
-class SampleSizeView(RoleRequiredMixin, TemplateView):
+class SampleSizeView(PermissionRequiredMixin, TemplateView):
     """Plan readers and cases: interval width and power by simulation (stats/planning.py)."""
 
-    roles = (COORDINATOR, ANALYST)
+    permission_required = VIEW_STUDIES
     template_name = "stats/sample_size.html"
 
     def get_context_data(self, **kwargs):

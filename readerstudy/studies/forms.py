@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from generation.models import Generator
-from readerstudy.accounts.roles import READER
+from readerstudy.accounts.permissions import readers as reader_accounts
 
 from . import scales
 from .config import (
@@ -187,5 +187,5 @@ class ReadersForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["readers"].queryset = (
-            get_user_model().objects.filter(groups__name=READER, is_active=True).order_by("username")
+            reader_accounts().order_by("username")
         )

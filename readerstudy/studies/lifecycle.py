@@ -37,15 +37,35 @@ def unique_slug(name: str) -> str:
 
 
 def create_study(*, name: str, config: dict, instructions: str = "", created_by=None, seed=None) -> Study:
-    """A new draft study with a validated configuration and a stored seed."""
+    """A new draft study with a validated configuration and a stored seed; its creator edits it."""
     config = validate_config(config)
     check_matrix(config)
     study = Study.objects.create(
         name=name, slug=unique_slug(name), instructions=instructions, config=config,
         seed=new_study_seed() if seed is None else seed, created_by=created_by,
     )
+    if created_by is not None:
+        study.editors.add(created_by)
     record("study.created", created_by, study, study.slug, seed=study.seed)
     return study
+
+
+def set_editors(study: Study, usernames: list[str], actor=None) -> list[str]:
+    """Make these coordinators the study's editors (at least one); recorded in the audit log."""
+    from readerstudy.accounts.permissions import MANAGE_STUDIES, users_with
+
+    wanted = sorted(set(usernames))
+    if not wanted:
+        raise StudyConfigError("a study keeps at least one editor")
+    users = list(users_with(MANAGE_STUDIES).filter(username__in=wanted))
+    missing = sorted(set(wanted) - {u.username for u in users})
+    if missing:
+        raise StudyConfigError(f"not active coordinators: {', '.join(missing)}")
+    with transaction.atomic():
+        before = sorted(study.editors.values_list("username", flat=True))
+        study.editors.set(users)
+        record("study.editors", actor, study, study.slug, before=before, after=wanted)
+    return wanted
 
 
 def update_study(study: Study, actor=None, **fields) -> list[str]:

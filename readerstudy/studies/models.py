@@ -29,10 +29,19 @@ class Study(models.Model):
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     audit = models.JSONField(default=dict, blank=True, editable=False, help_text="Result of the last leak audit.")
+    editors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="edited_studies",
+        help_text="Coordinators who may change this study; other coordinators see it read-only.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
+        permissions = [
+            ("manage_study", "Create studies, and configure, prepare, open and close those one edits"),
+            ("view_results", "See studies' progress and analyses"),
+            ("export_study", "Download studies' exports"),
+        ]
 
     def __str__(self):
         return self.name

@@ -3,13 +3,14 @@
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth.mixins import PermissionRequiredMixin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.generic import FormView, TemplateView, View
 
-from readerstudy.accounts.roles import ANALYST, COORDINATOR, RoleRequiredMixin
-
+from readerstudy.accounts.permissions import MANAGE_STUDIES, VIEW_RESULTS, VIEW_STUDIES, can_edit_study
 from readerstudy.jobs.models import Job
 
 from . import lifecycle, preview, sampling, scales
@@ -20,17 +21,29 @@ from .preview import preview_of
 from .progress import study_progress
 
 
-class StudyMixin(RoleRequiredMixin):
-    roles = (COORDINATOR,)
+class StudyMixin(PermissionRequiredMixin):
+    """A page about one study; with `edits_study`, only for its editors (others see it read-only)."""
+
+    permission_required = MANAGE_STUDIES
+    edits_study = True
 
     def get_study(self) -> Study:
         if not hasattr(self, "_study"):
             self._study = get_object_or_404(Study, slug=self.kwargs["slug"])
         return self._study
 
+    def has_permission(self):
+        if not super().has_permission():
+            return False
+        if self.edits_study and "slug" in self.kwargs and not can_edit_study(self.request.user, self.get_study()):
+            editors = ", ".join(self.get_study().editors.values_list("username", flat=True))
+            raise PermissionDenied(f"You can see this study but not change it; its editors ({editors}) can "
+                                   "add you.")
+        return True
 
-class StudyListView(RoleRequiredMixin, TemplateView):
-    roles = (COORDINATOR, ANALYST)
+
+class StudyListView(PermissionRequiredMixin, TemplateView):
+    permission_required = VIEW_STUDIES
     template_name = "studies/study_list.html"
 
     def get_context_data(self, **kwargs):
@@ -112,7 +125,8 @@ class StudyUpdateView(StudyMixin, FormView):
 
 
 class StudyDetailView(StudyMixin, TemplateView):
-    roles = (COORDINATOR, ANALYST)
+    permission_required = VIEW_STUDIES
+    edits_study = False
     template_name = "studies/study_detail.html"
 
     def get_context_data(self, **kwargs):
@@ -131,6 +145,8 @@ class StudyDetailView(StudyMixin, TemplateView):
             readers_form=ReadersForm(initial={"readers": study.assignments.readers().values_list("reader_id",
                                                                                                flat=True)}),
             preview=preview_of(study, self.request.user),
+            can_edit=can_edit_study(self.request.user, study),
+            editors=sorted(study.editors.values_list("username", flat=True)),
             last_job=Job.objects.filter(kind__in=[Job.Kind.PREPARE_STUDY, Job.Kind.AUDIT_STUDY],
                                         params__study_id=study.pk).order_by("-created_at", "-pk").first(),
             **kwargs,
@@ -138,7 +154,12 @@ class StudyDetailView(StudyMixin, TemplateView):
 
 
 class StudyActionView(StudyMixin, View):
-    """POST-only actions; domain errors become messages on the study page."""
+    """POST-only actions; domain errors become messages on the study page. Cloning is open to every
+    coordinator (the copy is theirs); everything else to the study's editors."""
+
+    def has_permission(self):
+        self.edits_study = self.kwargs.get("action") != "clone"
+        return super().has_permission()
 
     def post(self, request, slug, action):
         study = self.get_study()
@@ -164,6 +185,10 @@ class StudyActionView(StudyMixin, View):
                                           "once reading ends: earlier exports no longer match.")
             elif action == "readers":
                 self._readers(request, study)
+            elif action == "editors":
+                names = request.POST.get("editors", "").replace(",", " ").split()
+                lifecycle.set_editors(study, names, request.user)
+                messages.success(request, "Editors: " + ", ".join(sorted(names)) + ".")
             elif action == "preview":
                 preview.start_preview(study, request.user)  # the reader's pages say it is a preview
                 return redirect("read-study", slug=study.slug)
@@ -200,7 +225,8 @@ class StudyActionView(StudyMixin, View):
 
 
 class StudyProgressView(StudyMixin, TemplateView):
-    roles = (COORDINATOR, ANALYST)
+    permission_required = VIEW_RESULTS
+    edits_study = False
     template_name = "studies/study_progress.html"
 
     def get_context_data(self, **kwargs):
