@@ -158,18 +158,25 @@ def seeds_of(job) -> list[int]:
     return sorted(job.generated_items.values_list("seed", flat=True))
 
 
-def kill_mid_generation_and_retry(model, workers, backend):
-    job = generation_job(model)
+def kill_after_the_first_item_and_retry(job, items, total, workers, backend="database") -> int:
+    """A worker SIGKILLed once `job` has made its first of `total` items; `recover_jobs`, a retry and a new
+    worker finish the job. Returns how many items the killed attempt had committed."""
     first = workers(backend)
-    wait_for(lambda: job.generated_items.exists(), what="the first sample")
+    wait_for(items.exists, what="the first item")
     first.kill()
-    made = job.generated_items.count()
-    assert job_state(job).status == Job.Status.RUNNING and 0 < made < N
+    made = items.count()
+    assert job_state(job).status == Job.Status.RUNNING and 0 < made < total
     assert recover_stale_jobs(stale_after_seconds=0) == [job.pk]
     retry_job(job)
     workers(backend)
     wait_for(lambda: job_state(job).is_finished, what="the retried job")
     assert job.status == Job.Status.SUCCEEDED, job.error
+    return made
+
+
+def kill_mid_generation_and_retry(model, workers, backend):
+    job = generation_job(model)
+    kill_after_the_first_item_and_retry(job, job.generated_items, N, workers, backend)
     assert job.attempts == 2 and seeds_of(job) == list(range(100, 100 + N))
     assert sorted(job.result["items"]) == sorted(job.generated_items.values_list("pk", flat=True))
     assert_pool_consistent(killed=True)
@@ -235,16 +242,7 @@ def test_a_db_worker_killed_mid_import_is_recovered_and_retried(real_dataset, wo
     files = 120
     job = create_upload_job({"uploads": [png_upload(i) for i in range(files)], "dataset": real_dataset,
                              "modality": "XR", "body_part": "", "layout": "auto", "slices": None})
-    first = workers()
-    wait_for(lambda: PoolItem.objects.exists(), what="the first imported file")
-    first.kill()
-    imported = PoolItem.objects.count()
-    assert job_state(job).status == Job.Status.RUNNING and 0 < imported < files
-    assert recover_stale_jobs(stale_after_seconds=0) == [job.pk]
-    retry_job(job)
-    workers()
-    wait_for(lambda: job_state(job).is_finished, what="the retried import")
-    assert job.status == Job.Status.SUCCEEDED, job.error
+    imported = kill_after_the_first_item_and_retry(job, PoolItem.objects.all(), files, workers)
     statuses = [o["status"] for o in job.result["outcomes"]]
     assert len(statuses) == files and statuses.count("failed") == 0
     assert statuses.count("skipped") >= imported  # imported by the killed attempt, not twice

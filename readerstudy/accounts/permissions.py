@@ -7,8 +7,6 @@ permission answered by `StudyEditorBackend`: `user.has_perm(MANAGE_STUDIES, stud
 """
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
-from django.db.models import Q
 
 READ_CASES = "reading.read_cases"
 VIEW_POOL = "imaging.view_poolitem"
@@ -24,18 +22,15 @@ EXPORT_STUDIES = "studies.export_study"
 MANAGE_READERS = "accounts.manage_readers"
 
 
-def users_with(permission: str):
-    """Active users holding `permission` through a group or directly (superusers included)."""
-    app_label, codename = permission.split(".")
-    perm = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
-    return get_user_model().objects.filter(
-        Q(is_superuser=True) | Q(groups__permissions__in=perm) | Q(user_permissions__in=perm), is_active=True
-    ).distinct()
+def users_with(permission: str, include_superusers: bool = True):
+    """Active users holding `permission` through a group or directly (Django's `with_perm`)."""
+    return get_user_model().objects.with_perm(permission, include_superusers=include_superusers,
+                                              backend="django.contrib.auth.backends.ModelBackend")
 
 
 def readers():
     """Who may be assigned studies (the `read_cases` permission), superusers excepted."""
-    return users_with(READ_CASES).filter(is_superuser=False)
+    return users_with(READ_CASES, include_superusers=False)
 
 
 class StudyEditorBackend:
@@ -58,8 +53,8 @@ class StudyEditorBackend:
             return False
         if user_obj.is_superuser:
             return True
-        editors = obj.editors.values_list("pk", flat=True)
-        return not editors.exists() or user_obj.pk in set(editors)
+        editors = set(obj.editors.values_list("pk", flat=True))
+        return not editors or user_obj.pk in editors
 
 
 def can_edit_study(user, study) -> bool:

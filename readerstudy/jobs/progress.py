@@ -33,6 +33,9 @@ class JobCancelled(Exception):
 class JobLost(Exception):
     """Raised inside a job's work when this attempt no longer owns the job (declared stale, retried)."""
 
+    def __init__(self, job_id: int, attempt: int):
+        super().__init__(f"job {job_id}: attempt {attempt} no longer runs it")
+
 
 class NullProgress:
     """The progress protocol, discarding everything (domain functions called without a job)."""
@@ -63,7 +66,7 @@ def assert_attempt(job: Job | None) -> None:
     if job is None or attempt is None:
         return
     if not _owned(job.pk, attempt).select_for_update().exists():
-        raise JobLost(f"job {job.pk}: attempt {attempt} no longer runs it")
+        raise JobLost(job.pk, attempt)
 
 
 class Heartbeat(threading.Thread):
@@ -130,7 +133,7 @@ class JobReporter:
     def check_cancelled(self) -> None:
         state = Job.objects.filter(pk=self.job.pk).values_list("status", "attempts", "cancel_requested").first()
         if self._lost() or state is None or state[:2] != (Job.Status.RUNNING, self.attempt):
-            raise JobLost(f"job {self.job.pk}: attempt {self.attempt} no longer runs it")
+            raise JobLost(self.job.pk, self.attempt)
         if state[2]:
             raise JobCancelled()
 
@@ -147,7 +150,7 @@ class JobReporter:
                 heartbeat_at=timezone.now(),
             )
             if not written or self._lost():
-                raise JobLost(f"job {self.job.pk}: attempt {self.attempt} no longer runs it")
+                raise JobLost(self.job.pk, self.attempt)
             self._last_write = now
 
 

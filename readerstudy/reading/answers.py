@@ -133,8 +133,7 @@ def _clean(payload: dict, config: dict, dimensionality: str) -> tuple[dict, dict
     ):
         raise AnswerError("slices_visited must be a list of slice numbers", field="slices_visited")
     telemetry["slices_visited"] = visited
-    telemetry["base_revision"] = base
-    return answers, telemetry, submit, key
+    return answers, telemetry, submit, key, base
 
 
 def _unit(value) -> bool:
@@ -214,7 +213,7 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
     position = reader_position(assignment)
     config = position.config
     item = assigned_case.case.item
-    answers, telemetry, submit, key = _clean(payload, config, item.dimensionality)
+    answers, telemetry, submit, key, base = _clean(payload, config, item.dimensionality)
     if not readable(assignment):
         raise AnswerError(CLOSED, status=409)
     row = position.row(assigned_case.token)
@@ -229,7 +228,7 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
                 read = Read.objects.select_for_update().get(pk=read.pk)
                 if not readable_in_transaction(assignment):  # closed after the check above
                     raise AnswerError(CLOSED, status=409)
-                replayed = _apply(read, answers, telemetry, submit, key, config)
+                replayed = _apply(read, answers, telemetry, submit, key, base, config)
             break
         except IntegrityError:  # two first saves raced to create the Read; the loser retries
             if attempt:
@@ -251,13 +250,13 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
             "next_token": next_token, "finished": position.finished}
 
 
-def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, config: dict) -> bool:
+def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, base: int | None,
+           config: dict) -> bool:
     """Write into a locked Read; True when the request was a replay and nothing changed."""
     if read.idempotency_key == key:
         return True
     extra = answers["extra"]
     changed = any(getattr(read, n) != answers[n] for n in ANSWER_FIELDS) or (read.answers or {}) != extra
-    base = telemetry["base_revision"]
     if changed and base is not None and base != read.revision:
         # Edited from an older answer (another tab or device saved meanwhile): the newer one wins
         # until the reader, who now sees it, changes it again.
@@ -284,12 +283,12 @@ def _apply(read: Read, answers: dict, telemetry: dict, submit: bool, key: str, c
             setattr(read, name, answers[name])
         read.answers = extra
         read.revision += 1
+    merged = _merged(_totals(read), telemetry)
     if read.submitted_at:
         # A finished case: the time and views it took to decide stay as submitted; later visits
         # add to totals of their own.
-        read.telemetry_after_submit = _merged(_totals(read), telemetry)
+        read.telemetry_after_submit = merged
     else:
-        merged = _merged({n: getattr(read, n) for n in TELEMETRY_FIELDS}, telemetry)
         for name in TELEMETRY_FIELDS:
             setattr(read, name, merged[name])
     read.started_at = read.started_at or now

@@ -10,11 +10,14 @@ def prepare(job, reporter) -> dict:
     return prepare_study(Study.objects.get(pk=job.params["study_id"]), reporter)
 
 
-def prepare_retry_refusal(job) -> str | None:
+def _refusal(job, check) -> str | None:
     study = Study.objects.filter(pk=job.params["study_id"]).first()
-    if study is None:
-        return "the study has been deleted"
-    return None if study.status == Study.Status.DRAFT else f"the study is {study.get_status_display().lower()}"
+    return "the study has been deleted" if study is None else check(study)
+
+
+def prepare_retry_refusal(job) -> str | None:
+    return _refusal(job, lambda study: None if study.status == Study.Status.DRAFT
+                    else f"the study is {study.get_status_display().lower()}")
 
 
 def audit(job, reporter) -> dict:
@@ -24,7 +27,4 @@ def audit(job, reporter) -> dict:
 
 
 def audit_retry_refusal(job) -> str | None:
-    study = Study.objects.filter(pk=job.params["study_id"]).first()
-    if study is None:
-        return "the study has been deleted"
-    return None if study.cases.exists() else "the study has no cases"
+    return _refusal(job, lambda study: None if study.cases.exists() else "the study has no cases")
