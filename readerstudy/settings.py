@@ -7,6 +7,7 @@ install: SQLite in WAL mode and the database task backend.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -90,6 +91,7 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "csp",
+    "axes",
     "readerstudy.accounts",
     "readerstudy.jobs",
     "readerstudy.imaging",
@@ -101,7 +103,7 @@ INSTALLED_APPS = [
     "readerstudy.audit",
     "readerstudy.demo",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
 ]
@@ -118,6 +120,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Last, as django-axes asks: turns a locked-out log-in into its lock-out response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "readerstudy.urls"
@@ -187,9 +191,36 @@ if TASKS_BACKEND == "rq":
 JOB_HEARTBEAT_SECONDS = float(os.environ.get("READERSTUDY_JOB_HEARTBEAT_SECONDS", 30))
 JOB_STALE_SECONDS = env_int("READERSTUDY_JOB_STALE_SECONDS", 600)
 
+# --- Cache ------------------------------------------------------------------
+# One cache shared by every web process and worker (analysis results): a folder in DATA_DIR by
+# default, Redis with READERSTUDY_CACHE_URL=redis://host:6379/1 when processes span machines.
+
+
+def cache_config(url: str) -> dict:
+    """A CACHES entry from a URL: redis://, rediss://, file:///absolute/folder, locmem:// or dummy://."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme = ""
+    if scheme in {"redis", "rediss"}:
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    if scheme == "file" and rest.startswith("/"):
+        return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": rest}
+    if scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": rest or "readerstudy"}
+    if scheme == "dummy":
+        return {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    raise ImproperlyConfigured(
+        f"READERSTUDY_CACHE_URL must be redis://, rediss://, file:///folder, locmem:// or dummy://, got {url!r}"
+    )
+
+
+CACHES = {"default": cache_config(os.environ.get("READERSTUDY_CACHE_URL", f"file://{DATA_DIR / 'cache'}"))}
+
 # --- Auth -------------------------------------------------------------------
-# Permissions only (accounts/permissions.py); the second backend answers "may this user change this study".
+# Permissions only (accounts/permissions.py); the study-editor backend answers "may this user change
+# this study". django-axes goes first: it refuses a locked-out log-in before a password is checked.
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "readerstudy.accounts.permissions.StudyEditorBackend",
 ]
@@ -202,6 +233,24 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Log-in throttling (django-axes; attempts are rows in the database, so every web process counts the
+# same ones): after AXES_FAILURE_LIMIT failures for a user name, or from an address, log-ins by that
+# name or from that address are refused for the cool-off time. Pages, admin and API tokens alike.
+AXES_FAILURE_LIMIT = env_int("READERSTUDY_LOGIN_MAX_FAILURES", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("READERSTUDY_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "readerstudy.accounts.views.locked_out"
+AXES_VERBOSE = False
+# Invitations and password resets: a one-time link, valid this long (Django's token generator).
+PASSWORD_RESET_TIMEOUT = env_int("READERSTUDY_INVITATION_HOURS", 72) * 3600
+EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "reader-study@localhost")
 
 # --- I18n, static -----------------------------------------------------------
 LANGUAGE_CODE = "en-gb"
@@ -277,15 +326,22 @@ if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
 REST_FRAMEWORK = {
     # Token first, so anonymous requests get 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("READERSTUDY_API_PAGE_SIZE", 50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"login": os.environ.get("READERSTUDY_LOGIN_RATE", "10/min")},
     "EXCEPTION_HANDLER": "readerstudy.api.errors.exception_handler",
+}
+# API tokens (django-rest-knox): stored as hashes, sent as "Authorization: Token <token>", expiring
+# READERSTUDY_API_TOKEN_HOURS after they were issued (or last used, with READERSTUDY_API_TOKEN_REFRESH).
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env_int("READERSTUDY_API_TOKEN_HOURS", 12)),
+    "AUTO_REFRESH": env_bool("READERSTUDY_API_TOKEN_REFRESH", False),
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_LIMIT_PER_USER": env_int("READERSTUDY_API_TOKENS_PER_USER", 10),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Reader-study platform API",

@@ -19,14 +19,14 @@ schema.app = WSGIHandler()
 @pytest.fixture
 def admin_headers(transactional_db):
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from .studies import make_pool, open_study_for, readers
 
     make_pool(real={("CT", "2d"): 2}, synthetic={("CT", "2d"): 2})
     open_study_for(readers(2), {("CT", "2d"): 4}, name="Fuzzed")
     admin = User.objects.create_superuser("fuzz-admin", password="fuzz-password-1")
-    return {"Authorization": f"Token {Token.objects.create(user=admin).key}"}
+    return {"Authorization": f"Token {AuthToken.objects.create(user=admin)[1]}"}
 
 
 @schema.parametrize()

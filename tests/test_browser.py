@@ -658,3 +658,48 @@ def test_two_tabs_on_one_case_never_overwrite_each_other_silently(live_server, b
     assert read.label == "unsure" and read.revision == 2 and read.revisions.count() == 1
     for tab in tabs:
         tab.context.close()
+
+
+def test_a_coordinator_invites_a_reader_who_sets_a_password_reads_and_is_deactivated(live_server, browser):
+    from .studies import coordinator
+
+    make_pool(real={("XR", "2d"): 1}, synthetic={("XR", "2d"): 1}, size=64)
+    coordinator()
+    study = open_study_for(readers(1), {("XR", "2d"): 2}, questions={"confidence": False, "template": "none"})
+    coord_context, reader_context = (browser.new_context(viewport={"width": 1280, "height": 900}) for _ in "12")
+    try:
+        coord_page, reader_page = coord_context.new_page(), reader_context.new_page()
+        log_in(coord_page, live_server, "coord")
+        coord_page.click("nav >> text=Readers")
+        coord_page.fill("#invite-reader input[name=username]", "newrad")
+        coord_page.fill("#invite-reader input[name=specialty]", "thoracic radiology")
+        coord_page.click("#invite-reader button[type=submit]")
+        link = coord_page.input_value("#invitation-link")
+        screenshot(coord_page, "reader-invitation")
+
+        reader_page.goto(link)
+        expect(reader_page.locator("h1")).to_have_text("Choose your password")
+        reader_page.fill("input[name=new_password1]", "Chest-films-2026")
+        reader_page.fill("input[name=new_password2]", "Chest-films-2026")
+        reader_page.click("main button[type=submit]")
+        expect(reader_page.locator("body")).to_contain_text("Your password is set")
+        reader_page.fill("input[name=username]", "newrad")
+        reader_page.fill("input[name=password]", "Chest-films-2026")
+        reader_page.click("main button[type=submit]")
+        expect(reader_page.locator("nav")).to_contain_text("Worklist")
+
+        # The coordinator assigns the new reader from the study page; the reader sees the study.
+        coord_page.goto(live_server.url + f"/studies/{study.slug}/")
+        coord_page.get_by_label("newrad").check()
+        coord_page.click("text=Save readers")
+        reader_page.goto(live_server.url + "/read/")
+        expect(reader_page.locator("main")).to_contain_text(study.name)
+
+        coord_page.goto(live_server.url + "/accounts/readers/")
+        coord_page.click("tr[data-username=newrad] >> text=Deactivate")
+        expect(coord_page.locator("tr[data-username=newrad]")).to_contain_text("deactivated")
+        reader_page.goto(live_server.url + "/read/")
+        expect(reader_page).to_have_url(re.compile("/accounts/login/"))
+    finally:
+        coord_context.close()
+        reader_context.close()

@@ -125,3 +125,27 @@ class AnswerSerializer(serializers.Serializer):
         required=False, allow_null=True, min_value=0,
         help_text="The answer's revision this edit started from (optimistic concurrency): if another save changed "
                   "the answer meanwhile, the reply is 409 with the newer answer. Omitted: the last write wins.")
+
+
+class ReaderAccountSerializer(serializers.Serializer):
+    """A reader account as coordinators see it (never a password or a link after it was given)."""
+
+    id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    first_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    last_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    specialty = serializers.CharField(source="reader_profile.specialty", max_length=100, required=False,
+                                      allow_blank=True, default="")
+    years_experience = serializers.IntegerField(source="reader_profile.years_experience", min_value=0,
+                                                max_value=80, required=False, allow_null=True, default=None)
+    is_trainee = serializers.BooleanField(source="reader_profile.is_trainee", required=False, default=False)
+    is_active = serializers.BooleanField(read_only=True)
+    password_set = serializers.BooleanField(source="has_usable_password", read_only=True)
+    last_login = serializers.DateTimeField(read_only=True)
+
+
+class InvitationSerializer(serializers.Serializer):
+    reader = ReaderAccountSerializer(source="user")
+    link = serializers.CharField(help_text="One-time set-password link; shown only in this reply.")
+    emailed = serializers.BooleanField()

@@ -15,9 +15,12 @@ router.register("pool", views.PoolItemViewSet, basename="poolitem")
 router.register("generators", views.GeneratorViewSet, basename="generator")
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("studies", views.StudyViewSet, basename="study")
+router.register("readers", views.ReaderAccountViewSet, basename="reader")
 
 urlpatterns = [
     path("auth/token", auth.TokenView.as_view(), name="api-token"),
+    path("auth/logout", auth.TokenLogoutView.as_view(), name="api-logout"),
+    path("auth/logout-all", auth.TokenLogoutAllView.as_view(), name="api-logout-all"),
     path("me", views.MeView.as_view(), name="api-me"),
     path("planning/sample-size", views.SampleSizeView.as_view(), name="api-sample-size"),
     path("pool/upload", views.PoolUploadView.as_view(), name="api-pool-upload"),

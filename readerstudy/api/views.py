@@ -20,6 +20,7 @@ from generation.config import ConfigError
 from generation.generate import create_generation_job
 from generation.models import Generator
 from readerstudy.accounts import permissions as perms
+from readerstudy.accounts import readers as reader_accounts
 from readerstudy.accounts.roles import roles_of
 from readerstudy.imaging.forms import UploadForm
 from readerstudy.imaging.models import Dataset, Dimensionality, Modality, Origin, PoolItem
@@ -343,6 +344,57 @@ class ReadingAnswerView(APIView):
         return Response(result)
 
     post = put
+
+
+class ReaderAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
+    """Reader accounts: invite (a one-time set-password link in the reply), send a new link, deactivate, reactivate."""
+
+    read_permission = write_permission = perms.MANAGE_READERS
+    serializer_class = s.ReaderAccountSerializer
+    lookup_field = "username"
+    lookup_value_regex = r"[\w.@+-]+"
+
+    def get_queryset(self):
+        return reader_accounts.managed_reader_accounts()
+
+    def _invited(self, invitation, code=status.HTTP_200_OK):
+        response = Response(s.InvitationSerializer(invitation).data, status=code)
+        response["Cache-Control"] = "no-store"  # the link is a credential
+        return response
+
+    @extend_schema(request=s.ReaderAccountSerializer, responses={201: s.InvitationSerializer})
+    def create(self, request):
+        """Create a reader account; the reply holds its set-password link (e-mailed too where an address is given)."""
+        body = s.ReaderAccountSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = dict(body.validated_data)
+        fields.update(fields.pop("reader_profile", {}))
+        invitation = reader_accounts.invite_reader(by=request.user, base_url=request.build_absolute_uri("/"),
+                                                   **fields)
+        return self._invited(invitation, status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=s.InvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def invite(self, request, username=None):
+        """A new one-time set-password link."""
+        invitation = reader_accounts.reinvite_reader(self.get_object(), by=request.user,
+                                                     base_url=request.build_absolute_uri("/"))
+        return self._invited(invitation)
+
+    @extend_schema(request=None, responses=s.ReaderAccountSerializer)
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request, username=None):
+        """Stop the reader's log-ins, sessions and API tokens; their answers stay."""
+        reader = self.get_object()
+        reader_accounts.set_reader_active(reader, False, by=request.user)
+        return Response(s.ReaderAccountSerializer(reader).data)
+
+    @extend_schema(request=None, responses=s.ReaderAccountSerializer)
+    @action(detail=True, methods=["post"])
+    def reactivate(self, request, username=None):
+        reader = self.get_object()
+        reader_accounts.set_reader_active(reader, True, by=request.user)
+        return Response(s.ReaderAccountSerializer(reader).data)
 
 
 class MeView(APIView):
