@@ -161,3 +161,51 @@ def test_the_admin_shows_answers_studies_and_jobs_but_changes_none_of_them(clien
     page = client.get(f"/admin/imaging/poolitem/{item.pk}/change/")
     form = page.context["adminform"].form
     assert list(form.fields) == ["body_part"]
+
+
+GUARD = "an answer changes only through reading.answers.save_answer"
+
+
+def refused(change) -> None:
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError, match=GUARD), transaction.atomic():
+        change()
+
+
+def test_the_database_refuses_answer_changes_that_bypass_the_door(client, study):
+    """Whatever the door (a shell, a script, QuerySet.update, raw SQL), an answer keeps its history."""
+    case = first_case(study)
+    assert post(client, case, **FULL, duration_ms=5000, submit=True).status_code == 200
+    read = Read.objects.get(assigned_case=case)
+    rows = Read.objects.filter(pk=read.pk)
+    refused(lambda: rows.update(label="real"))
+    refused(lambda: rows.update(label="real", revision=read.revision + 1))  # no revision kept
+    refused(lambda: rows.update(revision=0))
+    refused(lambda: rows.update(submitted_at=None))
+    refused(lambda: rows.update(duration_ms=1))
+    refused(lambda: rows.update(answers={"note": "added later"}))
+
+    def through_save():
+        read.label, read.revision = "real", read.revision + 1
+        read.save()
+    refused(through_save)
+
+    def raw_sql():
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE reading_read SET confidence = 1 WHERE id = %s", [read.pk])
+    refused(raw_sql)
+    read = Read.objects.get(pk=read.pk)
+    assert (read.label, read.confidence, read.revision, read.duration_ms) == ("fake", 3, 1, 5000)
+
+    # What the door itself writes still goes through: a change (with its revision and audit event),
+    # telemetry of a later visit, and replays.
+    rows.update(telemetry_after_submit={"duration_ms": 9000})
+    assert post(client, case, **{**FULL, "label": "real"}, base_revision=read.revision,
+                submit=True).status_code == 200
+    read = Read.objects.get(pk=read.pk)
+    assert (read.label, read.revision, read.duration_ms) == ("real", 2, 5000)
+    assert list(read.revisions.values_list("revision", flat=True)) == [1]
+    assert AuditEvent.objects.filter(action="answer.changed", target=f"read {read.pk}").count() == 1

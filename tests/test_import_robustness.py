@@ -235,3 +235,34 @@ def test_missing_slices_import_with_a_warning(tmp_path, real_dataset):
     assert outcome.status == "imported"
     assert "warning: slice positions have 1 gap(s) wider than 1.5x the usual 1 mm (after 2.dcm)" in outcome.message
     assert PoolItem.objects.get().source_info["warnings"]
+
+
+def test_zero_bytes_are_not_parsed_as_millions_of_dicom_elements(tmp_path):
+    """A file of zeros reads as (0000,0000) elements, 8 bytes each: pydicom would parse a 2 GB one for hours."""
+    from readerstudy.imaging.decoders.base import UnreadableImage
+    from readerstudy.imaging.decoders.dicom import read_header
+
+    zeros = tmp_path / "zeros.dcm"
+    zeros.write_bytes(bytes(1 << 20))
+    with pytest.raises(UnreadableImage, match="holds no data elements"):
+        read_header(zeros)
+
+
+def test_zero_padding_after_the_pixel_data_ends_the_data_set(tmp_path, import_file):
+    padded = copy_to(tmp_path, pydicom_file("CT_small.dcm"), "padded.dcm")
+    with open(padded, "ab") as fh:
+        fh.write(bytes(64 * 1024))
+    from readerstudy.imaging.decoders.dicom import read_header
+
+    assert "PixelData" in read_header(padded) and (0, 0) not in read_header(padded)
+    report = import_file(padded, modality="CT")
+    assert report.items_created == 1, report.summary()
+
+
+def test_a_2_gb_sparse_file_of_zeros_is_refused_with_a_reason(tmp_path, import_file):
+    big = tmp_path / "big.nii"
+    with open(big, "wb") as fh:
+        fh.truncate(2 * 10**9)
+    report = import_file(big, modality="CT")
+    assert report.count("failed") == 1 and not PoolItem.objects.exists()
+    assert "not a supported image file" in report.outcomes[0].message

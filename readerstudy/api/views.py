@@ -381,20 +381,21 @@ class ReaderAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sta
                                                      base_url=request.build_absolute_uri("/"))
         return self._invited(invitation)
 
-    @extend_schema(request=None, responses=s.ReaderAccountSerializer)
-    @action(detail=True, methods=["post"])
-    def deactivate(self, request, username=None):
-        """Stop the reader's log-ins, sessions and API tokens; their answers stay."""
+    def _set_active(self, active: bool):
         reader = self.get_object()
-        reader_accounts.set_reader_active(reader, False, by=request.user)
+        reader_accounts.set_reader_active(reader, active, by=self.request.user)
         return Response(s.ReaderAccountSerializer(reader).data)
 
     @extend_schema(request=None, responses=s.ReaderAccountSerializer)
     @action(detail=True, methods=["post"])
+    def deactivate(self, request, username=None):
+        """Stop the reader's log-ins, sessions and API tokens; their answers stay."""
+        return self._set_active(False)
+
+    @extend_schema(request=None, responses=s.ReaderAccountSerializer)
+    @action(detail=True, methods=["post"])
     def reactivate(self, request, username=None):
-        reader = self.get_object()
-        reader_accounts.set_reader_active(reader, True, by=request.user)
-        return Response(s.ReaderAccountSerializer(reader).data)
+        return self._set_active(True)
 
 
 class MeView(APIView):

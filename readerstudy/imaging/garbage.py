@@ -2,7 +2,7 @@
 and uploaded files no import job will use again.
 
 A process killed between writing a file and committing its row (SIGKILL, power loss) leaves the file:
-`pool_transaction` removes files only when it sees the transaction fail. Nothing else can tell an orphan
+`storage.pool_files` removes files only when it sees their rows fail. Nothing else can tell an orphan
 from a file whose row is about to commit, so temporaries younger than `min_age` seconds are left alone
 (an import still running), and orphans are listed before anything is deleted.
 """

@@ -26,8 +26,8 @@ from .decoders import DecodedImage, Format, UnreadableImage, decode_source, snif
 from .decoders.base import reason_of
 from .decoders.dicom import read_header
 from .models import Dataset, Modality, Origin, PoolItem
-from .pool import create_pool_item
-from .storage import pool_transaction
+from .pool import commit_pool_items, stage_pool_item
+from .storage import pool_files
 
 logger = logging.getLogger(__name__)
 
@@ -352,13 +352,13 @@ def content_slices(codes: np.ndarray, limit: int) -> np.ndarray:
 
 def _create_items(source, options, decoded, digest, todo) -> list[int]:
     """Pool items for the planned parts of one decoded source, all or none."""
-    ids = []
     group = decoded.source_group or sources.file_group(digest)
-    with pool_transaction():
+    with pool_files():
+        staged = []
         for locator, index in todo:
             part = decoded.values[index]
             try:
-                item = create_pool_item(
+                staged.append(stage_pool_item(
                     values=part,
                     hounsfield=options.modality == Modality.CT and decoded.calibrated,
                     inverted=decoded.inverted,
@@ -378,11 +378,11 @@ def _create_items(source, options, decoded, digest, todo) -> list[int]:
                     source_info=decoded.info,
                     created_by=options.created_by,
                     import_job=options.job,
-                )
+                ))
             except BlankImage as exc:
                 raise UnreadableImage(str(exc)) from None
-            ids.append(item.pk)
-    return ids
+        # Every file of the source is written before the (short) transaction that adds its rows.
+        return [item.pk for item in commit_pool_items(staged)]
 
 
 def source_sha256(paths: list[Path]) -> str:

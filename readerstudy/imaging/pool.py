@@ -1,8 +1,10 @@
 """Adding items to the image pool: the one path for real imports and generated images alike."""
 
+from dataclasses import dataclass
+
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from readerstudy.jobs.progress import assert_attempt
 
@@ -20,16 +22,27 @@ def default_preset(modality: str, dimensionality: str, shape=None) -> tuple[int,
     return size, size, depth
 
 
-def create_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset, hounsfield: bool = False,
-                     inverted: bool = False, step: float = 0.0, **provenance) -> PoolItem:
-    """Store an image (float values, shape (depth, rows, cols)) as a pool item with its default rendition.
+@dataclass(frozen=True)
+class StagedItem:
+    """An image whose files are written into the pool, waiting for its rows (`commit_pool_items`)."""
+
+    fields: dict
+    preset: tuple[int, int, int]
+    directory: str
+    file_bytes: list[int]
+
+
+def stage_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset, hounsfield: bool = False,
+                    inverted: bool = False, step: float = 0.0, **provenance) -> StagedItem:
+    """Encode an image (float values, shape (depth, rows, cols)) and write its master and default
+    rendition into the pool, without database rows; call inside `storage.pool_files()`.
 
     Every item, imported or generated, comes through here, so one intensity rule
     (`canonical.to_codes`: HU for CT with `hounsfield`, robust percentiles
     otherwise, dequantised) and one framing rule apply whatever the origin.
     `provenance` holds the remaining PoolItem fields (source hash, generator,
     seed, prompt, native shape...); `step` is the grid the source values lie on
-    (see `to_codes`). Rows and files are written together or not at all.
+    (see `to_codes`).
     """
     values = np.asarray(values)
     if values.ndim != 3 or min(values.shape) < 1:
@@ -46,22 +59,43 @@ def create_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset,
     content = sources.content_hash(codes)
     provenance["source_group"] = (provenance.get("source_group") or sources.default_group(provenance)
                                   or f"content:{content}")
-    with storage.pool_transaction():
-        item = PoolItem.objects.create(
-            modality=modality,
-            origin=origin,
-            dataset=dataset,
-            dimensionality=dimensionality,
-            master_file=storage.save_master(codes),
-            master_shape=list(codes.shape),
-            content_sha256=content,
-            **provenance,
-        )
-        ensure_rendition(item, *default_preset(modality, dimensionality, codes.shape))
+    preset = default_preset(modality, dimensionality, codes.shape)
+    master_file = storage.save_master(codes)
+    directory, sizes = _write_series(codes, modality, *preset)
+    fields = dict(modality=modality, origin=origin, dataset=dataset, dimensionality=dimensionality,
+                  master_file=master_file, master_shape=list(codes.shape), content_sha256=content, **provenance)
+    return StagedItem(fields, preset, directory, sizes)
+
+
+def commit_pool_items(staged: list[StagedItem]) -> list[PoolItem]:
+    """The rows of staged items (each with its default rendition), all in one short transaction."""
+    with transaction.atomic():
+        items = []
+        for entry in staged:
+            item = PoolItem.objects.create(**entry.fields)
+            rows, cols, depth = entry.preset
+            Rendition.objects.create(item=item, rows=rows, cols=cols, depth=depth, directory=entry.directory,
+                                     file_bytes=entry.file_bytes)
+            items.append(item)
         # Last, so the job row is locked only for the commit: a worker whose job was recovered and
         # handed to another attempt commits no item.
-        assert_attempt(provenance.get("generation_job") or provenance.get("import_job"))
-    return item
+        jobs = {}
+        for entry in staged:
+            job = entry.fields.get("generation_job") or entry.fields.get("import_job")
+            jobs[id(job)] = job
+        for job in jobs.values():
+            assert_attempt(job)
+    return items
+
+
+def create_pool_item(**image) -> PoolItem:
+    """Store one image as a pool item with its default rendition (`stage_pool_item`'s arguments).
+
+    Files are written before the transaction, which writes only the rows; rows and files
+    are kept together or not at all.
+    """
+    with storage.pool_files():
+        return commit_pool_items([stage_pool_item(**image)])[0]
 
 
 def find_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Rendition | None:
@@ -70,24 +104,35 @@ def find_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Renditio
 
 
 def ensure_rendition(item: PoolItem, rows: int, cols: int, depth: int) -> Rendition:
-    """The item's canonical series at (rows, cols, depth), written on first request."""
+    """The item's canonical series at (rows, cols, depth), written on first request.
+
+    The files are written before the row's transaction; if another process made the same
+    rendition meanwhile, its row wins and these files are removed.
+    """
     existing = find_rendition(item, rows, cols, depth)
     if existing:
         return existing
-    with storage.pool_transaction():
-        token, sizes = _write_series(item, rows, cols, depth)
-        return Rendition.objects.create(
-            item=item, rows=rows, cols=cols, depth=depth, directory=token, file_bytes=sizes
-        )
+    try:
+        with storage.pool_files():
+            token, sizes = _write_series(storage.load_master(item.master_file), item.modality, rows, cols, depth)
+            with transaction.atomic():
+                return Rendition.objects.create(
+                    item=item, rows=rows, cols=cols, depth=depth, directory=token, file_bytes=sizes
+                )
+    except IntegrityError:
+        existing = find_rendition(item, rows, cols, depth)
+        if existing is None:
+            raise
+        return existing
 
 
-def _write_series(item: PoolItem, rows: int, cols: int, depth: int) -> tuple[str, list[int]]:
-    """Render the item's master at (rows, cols, depth) into a new rendition folder, registered with the
-    enclosing pool_transaction; returns (folder token, file sizes)."""
-    codes = canonical.render(storage.load_master(item.master_file), item.modality, rows, cols, depth)
+def _write_series(codes: np.ndarray, modality: str, rows: int, cols: int, depth: int) -> tuple[str, list[int]]:
+    """Render master codes at (rows, cols, depth) into a new rendition folder, registered with the
+    enclosing `storage.pool_files`; returns (folder token, file sizes)."""
+    rendered = canonical.render(codes, modality, rows, cols, depth)
     token = storage.new_token()
     directory = storage.renditions_dir() / token
-    sizes = canonical.write_canonical_series(codes, item.modality, directory)
+    sizes = canonical.write_canonical_series(rendered, modality, directory)
     storage.register_written(directory)
     return token, sizes
 
@@ -100,10 +145,13 @@ def rerender(rendition: Rendition) -> Rendition:
     from one writer, or the leak audit tells them apart.
     """
     old = storage.renditions_dir() / rendition.directory
-    with storage.pool_transaction():
-        token, sizes = _write_series(rendition.item, rendition.rows, rendition.cols, rendition.depth)
-        Rendition.objects.filter(pk=rendition.pk).update(directory=token, file_bytes=sizes)
-        transaction.on_commit(lambda: storage.remove_path(old))
+    item = rendition.item
+    with storage.pool_files():
+        token, sizes = _write_series(storage.load_master(item.master_file), item.modality, rendition.rows,
+                                     rendition.cols, rendition.depth)
+        with transaction.atomic():
+            Rendition.objects.filter(pk=rendition.pk).update(directory=token, file_bytes=sizes)
+            transaction.on_commit(lambda: storage.remove_path(old))
     rendition.refresh_from_db()
     return rendition
 

@@ -1,9 +1,9 @@
 """Where pool files live, and keeping them consistent with the database.
 
 Files are named by random tokens, never by item id, origin or source name.
-`pool_transaction` ties the files written inside it to a database transaction:
-if the transaction rolls back, the files go too, so a failed import leaves
-neither rows nor files behind.
+`pool_files` ties the files written inside it to the rows written after them:
+if writing the rows fails or the transaction rolls back, the files go too, so a
+failed import leaves neither rows nor files behind.
 """
 
 import os
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
 
 _local = threading.local()
 
@@ -38,14 +37,17 @@ def new_token() -> str:
 
 
 @contextmanager
-def pool_transaction():
-    """A database transaction whose pool files are removed again if it does not commit."""
+def pool_files():
+    """A scope whose pool files (see `register_written`) are removed again if it raises.
+
+    Write the files first and open the database transaction inside, for the rows only: on
+    SQLite a transaction holds the write lock, which readers' answer saves wait for.
+    """
     written: list[Path] = []
     stack = _local.__dict__.setdefault("stack", [])
     stack.append(written)
     try:
-        with transaction.atomic():
-            yield
+        yield
     except BaseException:
         for path in reversed(written):
             remove_path(path)
@@ -55,7 +57,7 @@ def pool_transaction():
 
 
 def register_written(path: Path) -> None:
-    """Record a new pool file or folder with every enclosing pool_transaction."""
+    """Record a new pool file or folder with every enclosing `pool_files` scope."""
     for written in getattr(_local, "stack", []):
         written.append(Path(path))
 

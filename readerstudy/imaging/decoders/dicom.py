@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.filereader import read_partial
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -33,16 +34,52 @@ PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010), lit
 TRUNCATED_PIXELS = "pixel data cannot be decoded: the file ends inside its pixel data (truncated or damaged)"
 
 
+# Far more top-level elements than any image file has: parsing on would take a worker for hours.
+MAX_ELEMENTS = 100_000
+# Zero bytes read as data elements: (0000,0000) of length 0, 8 bytes each. A few end the data set
+# (padding after the pixel data is kept by some writers); a 2 GB file of zeros is 250 million of them.
+ZERO_ELEMENTS_ENDING = 16
+
+
+class _TooManyElements(Exception):
+    pass
+
+
+class _ElementGuard:
+    """pydicom's `stop_when`: ends the data set at zero padding, refuses implausibly many elements."""
+
+    def __init__(self):
+        self.count = self.zeros = 0
+
+    def __call__(self, tag, vr, length) -> bool:
+        self.count += 1
+        if self.count > MAX_ELEMENTS:
+            raise _TooManyElements
+        self.zeros = self.zeros + 1 if tag == 0 and length == 0 else 0
+        return self.zeros >= ZERO_ELEMENTS_ENDING
+
+
 def read_header(path: Path) -> pydicom.Dataset:
     """Parse a DICOM file lazily (large values, like pixel data, are read only when used)."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open(path, "rb") as fh:
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, defer_size=DEFER_SIZE)
+            head = fh.read(132)
+            # Without the "DICM" preamble, pydicom reads leading zeros as command-set elements, unguarded.
+            if head[128:132] != b"DICM" and not any(head[:16]):
+                raise UnreadableImage("not a readable DICOM file: it is truncated or holds no data elements")
+            fh.seek(0)
+            ds = read_partial(fh, stop_when=_ElementGuard(), defer_size=DEFER_SIZE, force=True)
+    except UnreadableImage:
+        raise
+    except _TooManyElements:
+        raise UnreadableImage(f"not a readable DICOM file: more than {MAX_ELEMENTS:,} data elements") from None
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
         raise UnreadableImage(f"not a readable DICOM file ({_short(exc)})") from None
     except Exception as exc:  # pydicom raises its own types for malformed elements
         raise UnreadableImage(f"not a readable DICOM file ({reason_of(exc)})") from None
+    if 0 in ds and not ds.get_item(0).value:
+        del ds[0]  # zero padding read as an empty (0000,0000) element, not data
     if len(ds) == 0:
         if _has_pixel_data_tag(path):  # pydicom gives up on the whole data set at a damaged pixel data element
             raise UnreadableImage(TRUNCATED_PIXELS)
