@@ -209,3 +209,26 @@ def test_the_database_refuses_answer_changes_that_bypass_the_door(client, study)
     assert (read.label, read.revision, read.duration_ms) == ("real", 2, 5000)
     assert list(read.revisions.values_list("revision", flat=True)) == [1]
     assert AuditEvent.objects.filter(action="answer.changed", target=f"read {read.pk}").count() == 1
+
+
+def test_a_save_reads_the_case_once_and_writes_its_history_without_extra_look_ups(client, study):
+    """Saves are the hottest write: the case, its study and reader are read once per save (a regression
+    guard on the query count; bench/save_path_bench.py measures the time)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    case = first_case(study)
+    client.force_login(case.assignment.reader)
+    counts = []
+    for body in ({**FULL, "submit": False}, {**FULL, "submit": True}, {**FULL, "label": "real", "submit": True}):
+        body["idempotency_key"] = f"query-count-{len(counts)}"
+        with CaptureQueriesContext(connection) as queries:
+            assert client.post(reverse("read-answer", args=[case.token]), json.dumps(body),
+                               content_type="application/json").status_code == 200
+        counts.append([q["sql"].split()[0] for q in queries.captured_queries if not q["sql"].startswith(
+            ("SAVEPOINT", "RELEASE SAVEPOINT"))])  # the test's own transaction turns atomic blocks into savepoints
+    # Session, user, the case (with study, item and its answer), the reader's position, the answer locked,
+    # the study's status inside the transaction; then the writes: the new answer (first save), the kept
+    # revision and the audit event (an edit of a finished case), the update.
+    assert counts == [["SELECT"] * 5 + ["INSERT", "SELECT", "UPDATE"], ["SELECT"] * 6 + ["UPDATE"],
+                      ["SELECT"] * 6 + ["INSERT", "INSERT", "UPDATE"]]

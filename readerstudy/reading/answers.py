@@ -224,8 +224,10 @@ def save_answer(assigned_case: AssignedCase, payload: dict) -> dict:
     for attempt in range(2):
         try:
             with transaction.atomic():
-                read, _ = Read.objects.get_or_create(assigned_case=assigned_case)
-                read = Read.objects.select_for_update().get(pk=read.pk)
+                # One locked read of an existing answer (the usual case); the first save creates it.
+                read = (Read.objects.select_for_update().filter(assigned_case=assigned_case).first()
+                        or Read.objects.create(assigned_case=assigned_case))
+                read.assigned_case = assigned_case  # with its assignment, study and reader already loaded
                 if not readable_in_transaction(assignment):  # closed after the check above
                     raise AnswerError(CLOSED, status=409)
                 replayed = _apply(read, answers, telemetry, submit, key, base, config)

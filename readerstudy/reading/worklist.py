@@ -112,11 +112,13 @@ def reader_case(user, token: str, any_panel: bool = False) -> AssignedCase:
     cases = AssignedCase.objects.filter(token=token, assignment__reader=user)
     if not any_panel:
         cases = cases.filter(panel=0)
-    # Drafts are invisible to readers; a coordinator's preview may show a prepared draft.
-    case = (cases.select_related("assignment__study", "case__item", "read")
-            .exclude(assignment__study__status=Study.Status.DRAFT, assignment__preview=False).first())
-    if case is None:
+    # A token is unique, so no ORDER BY; drafts are invisible to readers (checked here rather than in
+    # SQL, which costs every save and page a more complex query), but a coordinator's preview may
+    # show a prepared draft.
+    case = next(iter(cases.select_related("assignment__study", "case__item", "read")[:1]), None)
+    if case is None or (case.assignment.study.status == Study.Status.DRAFT and not case.assignment.preview):
         raise Http404("No such case in your worklist.")
+    case.assignment.reader = user  # the filter above made it so; saves a query wherever the reader is named
     return case
 
 
