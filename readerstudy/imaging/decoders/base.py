@@ -5,6 +5,11 @@ import numpy as np
 from django.conf import settings
 
 
+# The display orientation every volume is resliced to (decoders/geometry.py): slices inferior ->
+# superior, rows anterior -> posterior, columns the patient's right -> left.
+RADIOLOGICAL_AXIAL = "radiological-axial"
+
+
 class UnreadableImage(Exception):
     """A source that cannot become a pool item; the message is shown to the person importing."""
 

@@ -15,7 +15,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from .base import DecodedImage, UnreadableImage, check_dimensions, luminance, reason_of
+from . import geometry
+from .base import RADIOLOGICAL_AXIAL, DecodedImage, UnreadableImage, check_dimensions, luminance, reason_of
 from .. import sources
 
 # Transfer syntaxes whose pixel data may have been coded lossily (JPEG baseline/extended,
@@ -142,6 +143,50 @@ def _has_pixel_data_tag(path) -> bool:
     return any(tag in data for tag in PIXEL_DATA_TAGS)
 
 
+def _functional(ds: pydicom.Dataset, frame: int, sequence: str, keyword: str):
+    """An enhanced multi-frame attribute for one frame: its Per-frame Functional Group, else the Shared one."""
+    groups = []
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and frame < len(per_frame):
+        groups.append(per_frame[frame])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    for group in groups:
+        items = group.get(sequence)
+        if items and keyword in items[0]:
+            return items[0][keyword].value
+    return None
+
+
+def _is_enhanced(ds: pydicom.Dataset) -> bool:
+    return "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+
+
+def _number(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UnreadableImage(f"{name} {str(value)!r} is not a number") from None
+    if not np.isfinite(number):
+        raise UnreadableImage(f"{name} {number} is not a finite number")
+    return number
+
+
+def _frame_rescale(ds: pydicom.Dataset, frames: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-frame (slopes, intercepts) of an enhanced multi-frame image (Pixel Value Transformation
+    functional group), else None: classic images keep Rescale Slope/Intercept at the top level."""
+    if not _is_enhanced(ds):
+        return None
+    found = [(_functional(ds, f, "PixelValueTransformationSequence", "RescaleSlope"),
+              _functional(ds, f, "PixelValueTransformationSequence", "RescaleIntercept")) for f in range(frames)]
+    if all(slope is None and intercept is None for slope, intercept in found):
+        return None
+    slopes = np.array([_number(1 if v is None else v, "RescaleSlope") for v, _ in found], dtype=np.float64)
+    intercepts = np.array([_number(0 if v is None else v, "RescaleIntercept") for _, v in found], dtype=np.float64)
+    return slopes, intercepts
+
+
 def _check_rescale(ds: pydicom.Dataset) -> None:
     """Rescale Slope and Intercept must be numbers (pydicom would fail later with a numpy message)."""
     for keyword in ("RescaleSlope", "RescaleIntercept"):
@@ -166,7 +211,13 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
         if photometric == "PALETTE COLOR":
             arr = apply_color_lut(arr, ds)
         elif int(ds.get("SamplesPerPixel") or 1) == 1:
-            arr = apply_modality_lut(arr, ds)
+            rescale = _frame_rescale(ds, _frame_count(ds))
+            if rescale is None:
+                arr = apply_modality_lut(arr, ds)
+            else:  # enhanced multi-frame: pydicom's modality LUT does not look in the functional groups
+                slopes, intercepts = rescale
+                arr = np.asarray(arr, dtype=np.float64).reshape(len(slopes), *np.shape(arr)[-2:])
+                arr = arr * slopes[:, None, None] + intercepts[:, None, None]
     except UnreadableImage:
         raise
     except Exception as exc:  # pydicom raises many types for damaged pixel data
@@ -187,12 +238,20 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
     return arr
 
 
+def _measure(ds: pydicom.Dataset, keyword: str):
+    """A Pixel Measures attribute: top level, else (enhanced multi-frame) the first frame's functional groups."""
+    value = ds.get(keyword)
+    if value is None and _is_enhanced(ds):
+        value = _functional(ds, 0, "PixelMeasuresSequence", keyword)
+    return value
+
+
 def _spacing(ds: pydicom.Dataset) -> list[float] | None:
     try:
-        row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
-    except (AttributeError, TypeError, ValueError):
+        row_mm, col_mm = (float(v) for v in _measure(ds, "PixelSpacing"))
+    except (TypeError, ValueError):
         return None
-    slice_mm = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
+    slice_mm = _measure(ds, "SpacingBetweenSlices") or _measure(ds, "SliceThickness")
     try:
         return [float(slice_mm) if slice_mm else None, row_mm, col_mm]
     except (TypeError, ValueError):
@@ -233,6 +292,13 @@ def _quantisation_step(ds: pydicom.Dataset) -> float:
     if int(ds.get("SamplesPerPixel") or 1) != 1 or str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
         return 1.0
     try:
+        rescale = _frame_rescale(ds, _frame_count(ds))
+    except UnreadableImage:
+        rescale = None
+    if rescale is not None:
+        slopes = np.unique(np.abs(rescale[0]))
+        return float(slopes[0]) if len(slopes) == 1 and slopes[0] else 0.0  # frames on different grids: none
+    try:
         return abs(float(ds.get("RescaleSlope", 1) or 1))
     except (TypeError, ValueError):
         return 1.0
@@ -243,57 +309,86 @@ def _is_calibrated(ds: pydicom.Dataset) -> bool:
 
 
 def decode_file(path: Path) -> DecodedImage:
-    """A single DICOM file; a multi-frame file becomes a volume with its frames in stored order."""
+    """A single DICOM file; a multi-frame file becomes a volume (an enhanced one ordered by frame position
+    and resliced like every volume, others with their frames in stored order)."""
     ds = read_header(path)
     frames = _frame_count(ds)
     _check_image_header(ds, frames)
     values = _pixels(ds)
+    spacing = _spacing(ds)
+    extra = {}
+    if frames > 1 and _is_enhanced(ds):
+        planes = [_plane(ds, frame) for frame in range(frames)]
+        positions = _positions(planes)
+        if positions is not None and len(set(np.round(positions, 4))) == frames:
+            order = np.argsort(positions, kind="stable")
+            values, planes = values[order], [planes[i] for i in order]
+        values, spacing, extra = _oriented(values, planes, spacing)
     return DecodedImage(
         values=values,
         calibrated=_is_calibrated(ds),
         inverted=str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
-        spacing_mm=_spacing(ds),
-        info=_info(ds, frames=frames),
+        spacing_mm=spacing,
+        info=_info(ds, frames=frames, **extra),
         source_group=_patient_group(ds),
         quantisation_step=_quantisation_step(ds),
     )
 
 
+def _plane(ds: pydicom.Dataset, frame: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ImageOrientationPatient, ImagePositionPatient) of a slice, or of one frame of an enhanced image."""
+    if frame is None:
+        orientation, position = ds.get("ImageOrientationPatient"), ds.get("ImagePositionPatient")
+    else:
+        orientation = _functional(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
+        position = _functional(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
+    try:
+        orientation = np.array([float(v) for v in orientation])
+        position = np.array([float(v) for v in position])
+    except (TypeError, ValueError):
+        return None
+    if orientation.shape != (6,) or position.shape != (3,) or not (
+            np.isfinite(orientation).all() and np.isfinite(position).all()):
+        return None
+    return orientation, position
+
+
+def _positions(planes) -> list[float] | None:
+    """Each plane's position along the first plane's normal, if every plane has a geometry."""
+    if not planes or any(p is None for p in planes):
+        return None
+    normal = np.cross(planes[0][0][:3], planes[0][0][3:])
+    return [float(position @ normal) for _, position in planes]
+
+
 def _slice_position(ds: pydicom.Dataset) -> float | None:
     """Position along the slice normal (from ImageOrientation/PositionPatient), if present."""
+    positions = _positions([_plane(ds)])
+    return positions[0] if positions else None
+
+
+def _oriented(values: np.ndarray, planes, spacing):
+    """(values, spacing, info) of a stack ordered by position: resliced to radiological axial by the rule
+    every volume follows (decoders/geometry.py) where its geometry is complete and consistent, else as
+    stored with its orientation unknown."""
+    positions = _positions(planes)
+    if positions is None or len(planes) < 2:
+        return values, spacing, {}
+    orientation = planes[0][0]
+    steps = np.diff(positions)
+    as_stored = values, spacing and [float(np.median(np.abs(steps))), *spacing[1:]], {}
+    if any(np.abs(p[0] - orientation).max() > 1e-3 for p in planes) or np.any(steps <= 1e-3):
+        return as_stored  # mixed orientations, or slices not ordered by position: no one geometry
+    pixel = spacing[1:] if spacing else (1.0, 1.0)
     try:
-        orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
-        position = np.array([float(v) for v in ds.ImagePositionPatient])
-    except (AttributeError, TypeError, ValueError):
-        return None
-    if orientation.shape != (6,) or position.shape != (3,):
-        return None
-    normal = np.cross(orientation[:3], orientation[3:])
-    return float(position @ normal)
-
-
-AXIAL_COSINE = 0.9
-
-
-def _standard_axial(ordered, positions) -> bool:
-    """True when every slice is (near-)axial in the standard orientation and the stack is ordered by position.
-
-    Then slices run inferior -> superior, rows anterior -> posterior and columns from
-    the patient's right to left (see imaging/orientation.py); other orientations are
-    not reoriented yet and stay unknown.
-    """
-    if len(ordered) < 2 or any(p is None for p in positions) or positions != sorted(positions):
-        return False
-    for _, ds in ordered:
-        try:
-            iop = [float(v) for v in ds.ImageOrientationPatient]
-        except (AttributeError, TypeError, ValueError):
-            return False
-        # Rows run mainly to the patient's left and columns mainly to posterior (within ~25 degrees,
-        # as PACS label oblique views by their dominant direction).
-        if len(iop) != 6 or iop[0] < AXIAL_COSINE or iop[4] < AXIAL_COSINE:
-            return False
-    return True
+        resliced = geometry.reslice_stack(values, geometry.dicom_affine(
+            orientation, planes[0][1], float(np.median(steps)), pixel))
+    except UnreadableImage:
+        return as_stored
+    info = {"native_orientation": resliced.native_axcodes}
+    if resliced.aligned:
+        info["orientation"] = RADIOLOGICAL_AXIAL
+    return resliced.values, resliced.spacing_mm if spacing else None, info
 
 
 def _position_gaps(ordered, positions) -> str | None:
@@ -358,16 +453,15 @@ def decode_series(paths: list[Path]) -> DecodedImage:
             planes.append(_pixels(ds)[0])
         except UnreadableImage as exc:
             raise UnreadableImage(f"{Path(path).name}: {exc}") from None
-    spacing = _spacing(first)
     positions = [_slice_position(ds) for _, ds in ordered]
-    extra = {"orientation": "radiological-axial"} if _standard_axial(ordered, positions) else {}
+    stacked = np.stack(planes)
+    planes.clear()  # one copy of the pixels at a time (reslicing may make another)
+    values, spacing, extra = _oriented(stacked, [_plane(ds) for _, ds in ordered], _spacing(first))
     gaps = _position_gaps(ordered, positions)
     if gaps:
         extra["warnings"] = [gaps]
-    if spacing and all(p is not None for p in positions) and len(positions) > 1:
-        spacing[0] = float(np.median(np.diff(positions)))
     return DecodedImage(
-        values=np.stack(planes),
+        values=values,
         calibrated=_is_calibrated(first),
         inverted=str(first.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
         spacing_mm=spacing,

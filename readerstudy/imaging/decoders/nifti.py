@@ -7,7 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .base import DecodedImage, UnreadableImage, check_dimensions
+from . import geometry
+from .base import RADIOLOGICAL_AXIAL, DecodedImage, UnreadableImage, check_dimensions
 
 
 def decode_file(path: Path) -> DecodedImage:
@@ -43,35 +44,36 @@ def _decode(fh) -> DecodedImage:
     x, y, z = shape
     check_dimensions(z, y, x)
     try:
-        if len(img.shape) >= 3:
-            img = nib.as_closest_canonical(img)
-    except nib.orientations.OrientationError:
-        raise UnreadableImage("the NIfTI orientation (sform/qform affine) is unusable: it does not map the "
-                              "voxel axes to patient axes (an all-zero or degenerate affine)") from None
-    try:
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except (EOFError, OSError, ValueError, zlib.error) as exc:
         raise UnreadableImage(f"NIfTI pixel data is truncated or corrupt ({str(exc)[:200] or type(exc).__name__})") from None
     data = data.reshape(data.shape[:3]) if data.ndim == 4 else data
-    if data.ndim == 2:
+    planar = data.ndim == 2
+    if planar:
         data = data[:, :, None]
     finite = np.isfinite(data)
     if not finite.any():
         raise UnreadableImage("NIfTI image contains no finite values")
     if not finite.all():
         data = np.where(finite, data, np.nanmin(np.where(finite, data, np.nan)))
-    # RAS+ array (x: left->right, y: posterior->anterior, z: inferior->superior) to
-    # (slice, row, col) with the patient's right on the image's left, anterior at top.
-    volume = np.ascontiguousarray(np.transpose(data, (2, 1, 0))[:, ::-1, ::-1])
-    zooms = [float(v) for v in img.header.get_zooms()[:3]]
+    # A 2D image is shown as stored (its affine is not looked at); a volume is resliced by the rule
+    # every volume follows (decoders/geometry.py).
+    try:
+        resliced = geometry.radiological_axial(data, np.eye(4) if planar else img.affine)
+    except UnreadableImage:
+        raise UnreadableImage("the NIfTI orientation (sform/qform affine) is unusable: it does not map the "
+                              "voxel axes to patient axes (an all-zero or degenerate affine)") from None
     step = 0.0
     if np.issubdtype(img.get_data_dtype(), np.integer):
         slope = getattr(img.dataobj, "slope", 1.0)
         step = abs(float(slope)) if np.isfinite(slope) and slope else 1.0
+    info = {"format": "NIfTI", "datatype": str(img.get_data_dtype()), "native_orientation": resliced.native_axcodes}
+    if not planar:
+        info["orientation"] = RADIOLOGICAL_AXIAL if resliced.aligned else None
     return DecodedImage(
-        values=volume.astype(np.float32),
+        values=resliced.values.astype(np.float32, copy=False),
         calibrated=True,
-        spacing_mm=[zooms[2], zooms[1], zooms[0]] if len(zooms) == 3 else None,
+        spacing_mm=None if planar else resliced.spacing_mm,
         quantisation_step=step,
-        info={"format": "NIfTI", "datatype": str(img.get_data_dtype()), "native_orientation": "".join(nib.aff2axcodes(img.affine))},
+        info=info,
     )
