@@ -67,9 +67,12 @@ def _decode(fh) -> DecodedImage:
     if np.issubdtype(img.get_data_dtype(), np.integer):
         slope = getattr(img.dataobj, "slope", 1.0)
         step = abs(float(slope)) if np.isfinite(slope) and slope else 1.0
-    info = {"format": "NIfTI", "datatype": str(img.get_data_dtype()), "native_orientation": resliced.native_axcodes}
-    if not planar:
-        info["orientation"] = RADIOLOGICAL_AXIAL if resliced.aligned else None
+    info = {"format": "NIfTI", "datatype": str(img.get_data_dtype())}
+    if planar:
+        info["native_orientation"] = "".join(nib.aff2axcodes(img.affine))
+    else:
+        info.update(native_orientation=resliced.native_axcodes,
+                    orientation=RADIOLOGICAL_AXIAL if resliced.aligned else None)
     return DecodedImage(
         values=resliced.values.astype(np.float32, copy=False),
         calibrated=True,
