@@ -228,7 +228,8 @@ def test_the_cached_analysis_is_recomputed_for_submitted_answers_only(monkeypatc
 
     make_pool(real={("CT", "2d"): 2}, synthetic={("CT", "2d"): 2})
     (reader,) = readers(1)
-    study = open_study_for([reader], {("CT", "2d"): 4}, questions={"confidence": False, "template": "none"})
+    study = open_study_for([reader], {("CT", "2d"): 4}, questions={"confidence": False, "template": "none"},
+                           reading={"allow_back": True})
     runs = []
     real_analyse = analysis.analyse
     monkeypatch.setattr(analysis, "analyse", lambda *a, **k: runs.append(1) or real_analyse(*a, **k))
@@ -241,3 +242,10 @@ def test_the_cached_analysis_is_recomputed_for_submitted_answers_only(monkeypatc
     save_answer(second, {"label": "real", "submit": True, "idempotency_key": "cache-0003"})
     analysis.cached_analysis(study)
     assert len(runs) == 2
+    # A revisit of a finished case sends telemetry only: the answers are unchanged, so is the analysis.
+    save_answer(first, {"label": "fake", "duration_ms": 9000, "slices_visited": [1], "idempotency_key": "cache-0004"})
+    analysis.cached_analysis(study)
+    assert len(runs) == 2
+    save_answer(first, {"label": "real", "submit": True, "idempotency_key": "cache-0005"})  # an edit
+    analysis.cached_analysis(study)
+    assert len(runs) == 3

@@ -415,14 +415,18 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
 def cached_analysis(study, policy: str = "exclude", ci_method: str = "wilson", seconds: int = 600) -> dict:
     """`analyse`, cached until a submitted answer, the configuration or the options change."""
     from django.core.cache import cache
-    from django.db.models import Count, Max
+    from django.db.models import Count, Max, Sum
 
     from readerstudy.reading.models import Read
 
-    # Only what the analysis reads: readers' submitted answers (a draft autosave or a preview changes nothing).
+    # Only what the analysis reads: readers' submitted answers. A draft autosave, a preview, or the
+    # telemetry of a revisit changes none of these; every change of an answer bumps its revision
+    # (the database refuses one that does not), and a submitted case's decision telemetry is frozen.
     stamp = Read.objects.filter(assigned_case__assignment__study=study, assigned_case__assignment__preview=False,
-                                submitted_at__isnull=False).aggregate(n=Count("pk"), last=Max("saved_at"))
-    state = f"{study.pk}|{policy}|{ci_method}|{stamp['n']}|{stamp['last']}|{config_hash(study)}"
+                                submitted_at__isnull=False).aggregate(
+        n=Count("pk"), revisions=Sum("revision"), last=Max("submitted_at"))
+    state = (f"{study.pk}|{policy}|{ci_method}|{stamp['n']}|{stamp['revisions']}|{stamp['last']}|"
+             f"{config_hash(study)}")
     key = "analysis-" + hashlib.sha256(state.encode()).hexdigest()
     result = cache.get(key)
     if result is None:
