@@ -376,7 +376,8 @@ def _oriented(values: np.ndarray, planes, spacing):
         return values, spacing, {}
     orientation = planes[0][0]
     steps = np.diff(positions)
-    as_stored = values, spacing and [float(np.median(np.abs(steps))), *spacing[1:]], {}
+    step = float(np.median(np.abs(steps)))
+    as_stored = values, spacing and ([step, *spacing[1:]] if step > 1e-3 else spacing), {}
     if any(np.abs(p[0] - orientation).max() > 1e-3 for p in planes) or np.any(steps <= 1e-3):
         return as_stored  # mixed orientations, or slices not ordered by position: no one geometry
     pixel = spacing[1:] if spacing else (1.0, 1.0)
