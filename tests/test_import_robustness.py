@@ -266,3 +266,19 @@ def test_a_2_gb_sparse_file_of_zeros_is_refused_with_a_reason(tmp_path, import_f
     report = import_file(big, modality="CT")
     assert report.count("failed") == 1 and not PoolItem.objects.exists()
     assert "not a supported image file" in report.outcomes[0].message
+
+
+def test_an_image_needing_more_memory_than_the_import_budget_is_refused_before_decoding(
+        import_file, tmp_path, settings, monkeypatch):
+    volume = np.random.default_rng(3).random((64, 64, 64)).astype("f4")  # 262,144 values: about 7 MB to import
+    path = nifti(tmp_path, "volume.nii", volume)
+    settings.IMPORT_MEMORY_MB = 4
+    decoded = []
+    monkeypatch.setattr(nib.Nifti1Image, "get_fdata", lambda *a, **k: decoded.append(1))
+    report = import_file(path)
+    (outcome,) = report.outcomes
+    assert outcome.status == "failed" and decoded == []
+    assert "needs about" in outcome.message and "READERSTUDY_IMPORT_MEMORY_MB" in outcome.message
+    monkeypatch.undo()
+    settings.IMPORT_MEMORY_MB = 16
+    assert import_file(path).items_created == 1

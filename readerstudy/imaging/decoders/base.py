@@ -53,6 +53,9 @@ class DecodedImage:
 
 
 MIN_SIDE = 8
+# Peak memory of a whole import per value, measured by bench/import_memory_bench.py (19-27 bytes on
+# 2026-12-03), with a margin: compared with settings.IMPORT_MEMORY_MB before any pixel is decoded.
+IMPORT_BYTES_PER_VOXEL = 28
 
 
 def check_dimensions(depth: int, rows: int, cols: int, samples: int = 1) -> None:
@@ -75,6 +78,13 @@ def check_dimensions(depth: int, rows: int, cols: int, samples: int = 1) -> None
         raise UnreadableImage(
             f"image has {voxels:,} values ({depth}x{rows}x{cols}x{samples}); at most"
             f" {settings.IMPORT_MAX_VOXELS:,} are allowed (READERSTUDY_IMPORT_MAX_VOXELS)"
+        )
+    needed = voxels * IMPORT_BYTES_PER_VOXEL
+    if needed > settings.IMPORT_MEMORY_MB * 1024**2:
+        raise UnreadableImage(
+            f"image has {voxels:,} values ({depth}x{rows}x{cols}x{samples}); importing it needs about"
+            f" {needed / 1024**3:.1f} GB of memory, more than the import budget of"
+            f" {settings.IMPORT_MEMORY_MB / 1024:.1f} GB (READERSTUDY_IMPORT_MEMORY_MB)"
         )
 
 
