@@ -19,6 +19,8 @@ from django.db import migrations
 MESSAGE = "an answer changes only through reading.answers.save_answer, which keeps its revision"
 ANSWER = ("label", "confidence", "realism", "anatomy", "slice_consistency", "answers")
 FROZEN_AFTER_SUBMIT = ("submitted_at", "duration_ms", "window_changes", "slices_visited")
+
+
 def _had_answer(empty_json: str) -> str:
     """SQL: the old row held something worth keeping (what save_answer snapshots as a ReadRevision)."""
     return ("(OLD.revision > 0 OR OLD.label <> '' OR OLD.confidence IS NOT NULL OR OLD.realism IS NOT NULL "
