@@ -290,8 +290,8 @@ IMPORT_MAX_FILE_BYTES = env_int("READERSTUDY_IMPORT_MAX_FILE_BYTES", 2 * 1024**3
 IMPORT_MAX_VOXELS = env_int("READERSTUDY_IMPORT_MAX_VOXELS", 512 * 1024 * 1024)
 IMPORT_MAX_SIDE = env_int("READERSTUDY_IMPORT_MAX_SIDE", 16384)
 IMPORT_MAX_SLICES = env_int("READERSTUDY_IMPORT_MAX_SLICES", 4096)
-# Memory one import may take (bench/import_memory_bench.py: decoding and storing need up to about 28
-# bytes per voxel); the default leaves a 24 GB machine room for the web server and another worker.
+# Memory one import may take, checked against decoders.base.IMPORT_BYTES_PER_VOXEL from the header; the
+# default leaves a 24 GB machine room for the web server and another worker.
 IMPORT_MEMORY_MB = env_int("READERSTUDY_IMPORT_MEMORY_MB", 8192)
 UPLOAD_MAX_BYTES = env_int("READERSTUDY_UPLOAD_MAX_BYTES", 4 * 1024**3)
 UPLOAD_MAX_FILES = env_int("READERSTUDY_UPLOAD_MAX_FILES", 5000)
