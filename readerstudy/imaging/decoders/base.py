@@ -15,11 +15,20 @@ class UnreadableImage(Exception):
 
 
 _DICOM_ELEMENT = re.compile(r"\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)")
+# Libraries name the file they read by its absolute path; the person importing knows which file
+# it is from the outcome's label, and the server's folders are not theirs to see.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[^\s/'\"]+)+/([^\s/'\"]+)")
+
+
+def detail_of(exc: BaseException, limit: int = 200) -> str:
+    """A library's message on one line, absolute paths cut to the file's name, at most `limit` characters."""
+    text = _ABSOLUTE_PATH.sub(r"\1", " ".join(str(exc).split()))
+    return text[:limit] or type(exc).__name__
 
 
 def reason_of(exc: BaseException) -> str:
     """A one-line reason for an exception a decoder raised, naming the DICOM element where one is named."""
-    text = " ".join(str(exc).split())
+    text = detail_of(exc, limit=10_000)
     if type(exc).__name__ == "BytesLengthException":  # pydicom: a value of the wrong length for its VR
         found = _DICOM_ELEMENT.search(text)
         if found:

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 
 from . import geometry
-from .base import RADIOLOGICAL_AXIAL, DecodedImage, UnreadableImage, check_dimensions
+from .base import RADIOLOGICAL_AXIAL, DecodedImage, UnreadableImage, check_dimensions, detail_of
 
 
 def decode_file(path: Path) -> DecodedImage:
@@ -28,7 +28,7 @@ def _decode(fh) -> DecodedImage:
         holder = nib.FileHolder(fileobj=fh)
         img = klass.from_file_map({"header": holder, "image": holder})
     except Exception as exc:  # nibabel raises many types for damaged headers
-        raise UnreadableImage(f"not a readable NIfTI file ({str(exc)[:200] or type(exc).__name__})") from None
+        raise UnreadableImage(f"not a readable NIfTI file ({detail_of(exc)})") from None
     if img.get_data_dtype().fields:
         raise UnreadableImage("NIfTI holds colour (RGB/RGBA) voxels; only greyscale images and volumes are supported")
     shape = tuple(int(s) for s in img.shape)
@@ -46,7 +46,7 @@ def _decode(fh) -> DecodedImage:
     try:
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except (EOFError, OSError, ValueError, zlib.error) as exc:
-        raise UnreadableImage(f"NIfTI pixel data is truncated or corrupt ({str(exc)[:200] or type(exc).__name__})") from None
+        raise UnreadableImage(f"NIfTI pixel data is truncated or corrupt ({detail_of(exc)})") from None
     data = data.reshape(data.shape[:3]) if data.ndim == 4 else data
     planar = data.ndim == 2
     if planar:

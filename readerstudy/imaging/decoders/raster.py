@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from .base import DecodedImage, UnreadableImage, check_dimensions
+from .base import DecodedImage, UnreadableImage, check_dimensions, detail_of
 
 HIGH_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
@@ -27,7 +27,7 @@ def decode_file(path: Path) -> DecodedImage:
     except UnidentifiedImageError:
         raise UnreadableImage("not a readable PNG, JPEG or TIFF file") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise UnreadableImage(f"image data is truncated or corrupt ({str(exc)[:200] or type(exc).__name__})") from None
+        raise UnreadableImage(f"image data is truncated or corrupt ({detail_of(exc)})") from None
 
 
 def _decode(path: Path) -> DecodedImage:
