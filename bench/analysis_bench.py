@@ -46,7 +46,7 @@ from readerstudy.studies.lifecycle import create_study  # noqa: E402
 from readerstudy.studies.models import AssignedCase, Assignment, Study  # noqa: E402
 from readerstudy.studies.sampling import Draw, write_cases  # noqa: E402
 from readerstudy.stats.analysis import analyse  # noqa: E402
-from readerstudy.stats.exports import answer_csv_rows, csv_lines  # noqa: E402
+from readerstudy.stats.exports import answers_csv  # noqa: E402
 
 
 def build(n_readers: int, n_cases: int, name: str) -> Study:
@@ -140,7 +140,7 @@ def timed(fn):
 
 def export_ours(study, path):
     with open(path, "w", newline="") as f:
-        for line in csv_lines(answer_csv_rows(study)):
+        for line in answers_csv(study):
             f.write(line)
 
 

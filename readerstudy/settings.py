@@ -190,6 +190,9 @@ if TASKS_BACKEND == "rq":
 # declares a job's worker gone after JOB_STALE_SECONDS without one (keep it many beats long).
 JOB_HEARTBEAT_SECONDS = float(os.environ.get("READERSTUDY_JOB_HEARTBEAT_SECONDS", 30))
 JOB_STALE_SECONDS = env_int("READERSTUDY_JOB_STALE_SECONDS", 600)
+# A study's analysis is computed in the request up to this many submitted answers (about a second);
+# above it, by a background job (one per state of the answers) while the dashboard shows its progress.
+ANALYSIS_INLINE_ANSWERS = env_int("READERSTUDY_ANALYSIS_INLINE_ANSWERS", 2000)
 
 # --- Cache ------------------------------------------------------------------
 # One cache shared by every web process and worker (analysis results): a folder in DATA_DIR by

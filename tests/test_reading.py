@@ -313,7 +313,7 @@ def test_readers_mark_where_a_case_looks_synthetic_and_analysts_see_it(client, t
     client.force_login(coordinator)
     csv_text = b"".join(client.get(reverse("analysis-export", args=[study.slug, "answers.csv"])).streaming_content)
     rows = list(csv.DictReader(io.StringIO(csv_text.decode())))
-    assert '"x": 0.25' in rows[0]["marks"] and rows[0]["comment"] == "odd texture"
+    assert json.loads(rows[0]["marks"]) == spots[:1] and rows[0]["comment"] == "odd texture"
     page = client.get(reverse("analysis-marks", args=[study.slug])).content.decode()
     assert f"Case {read.assigned_case.case_id}" in page and "odd texture" in page and "1 mark on case" in page
     png = client.get(reverse("analysis-marks-heatmap", args=[study.slug, read.assigned_case.case_id]))

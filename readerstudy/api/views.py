@@ -258,17 +258,22 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
              "last_saved": r.last_saved} for r in rows
         ]})
 
-    @extend_schema(parameters=[OpenApiParameter("unsure", str), OpenApiParameter("ci", str)], responses={200: dict})
+    @extend_schema(parameters=[OpenApiParameter("unsure", str), OpenApiParameter("ci", str)],
+                   responses={200: dict, 202: dict})
     @action(detail=True, methods=["get"])
     def analysis(self, request, slug=None):
-        """The whole analysis (same JSON as the dashboard's)."""
-        from readerstudy.stats.analysis import OptionError, analysis_options, cached_analysis  # scipy, pandas
+        """The whole analysis (same JSON as the dashboard's); 202 with the job's progress while it is computed."""
+        from readerstudy.stats.analysis import OptionError, analysis_options, analysis_or_job  # scipy, pandas
 
         try:
             options = analysis_options(request.query_params)
         except OptionError as exc:
             raise ValidationError({"error": str(exc)}) from None
-        return Response(cached_analysis(self.get_object(), **options))
+        _, result, job = analysis_or_job(self.get_object(), request.user, **options)
+        if job is not None:  # a large study: computed by a background job; ask again after Retry-After
+            return Response({"status": "computing", "job": job.pk, "job_status": job.status, "percent": job.percent,
+                             "message": job.message}, status=202, headers={"Retry-After": "2"})
+        return Response(result)
 
     @extend_schema(parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH, enum=list(exports.EXPORTS))],
                    responses={(200, "text/csv"): bytes})

@@ -18,6 +18,7 @@ class Job(models.Model):
         GENERATE = "generate", "Generate synthetic images"
         PREPARE_STUDY = "prepare-study", "Prepare study"
         AUDIT_STUDY = "audit-study", "Leak audit of a study"
+        ANALYSIS = "analysis", "Analysis of a study"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -40,6 +41,11 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
     task_id = models.CharField(max_length=100, blank=True)
+    single_flight_key = models.CharField(
+        max_length=100, blank=True,
+        help_text="Work that must run once per state (e.g. one analysis per set of answers): at most one "
+                  "queued or running job holds a given key; asking again joins it.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(
@@ -54,6 +60,12 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at"]
         permissions = [("manage_jobs", "Cancel and retry jobs")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["single_flight_key"], name="one_active_job_per_single_flight_key",
+                condition=models.Q(status__in=["queued", "running"]) & ~models.Q(single_flight_key=""),
+            ),
+        ]
 
     def __str__(self):
         return f"{self.get_kind_display()} #{self.pk}: {self.title}"

@@ -16,7 +16,7 @@ command) queues it once the backend is back.
 import logging
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -61,15 +61,32 @@ def work_of(job: Job):
     return import_string(kind_of(job).work)
 
 
-def create_job(kind: str, params: dict, user=None, title: str = "", enqueue: bool = True) -> Job:
-    """A job row; with `enqueue`, queued for a worker once the surrounding transaction commits."""
+def create_job(kind: str, params: dict, user=None, title: str = "", enqueue: bool = True,
+               single_flight_key: str = "") -> Job:
+    """A job row; with `enqueue`, queued for a worker once the surrounding transaction commits.
+
+    With a `single_flight_key`, a queued or running job that holds the key is returned instead of a
+    new one (the database's partial unique index decides between processes asking at once).
+    """
     kind_of(kind)
-    with transaction.atomic():
-        job = Job.objects.create(kind=kind, params=params, created_by=user,
-                                 title=(title or Job.Kind(kind).label)[:200])
-        if enqueue:
-            _enqueue_on_commit(job)
+    if single_flight_key and (active := _active_holder(single_flight_key)):
+        return active
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(kind=kind, params=params, created_by=user, single_flight_key=single_flight_key,
+                                     title=(title or Job.Kind(kind).label)[:200])
+            if enqueue:
+                _enqueue_on_commit(job)
+    except IntegrityError:
+        if single_flight_key and (active := _active_holder(single_flight_key)):
+            return active
+        raise
     return job
+
+
+def _active_holder(single_flight_key: str) -> Job | None:
+    return Job.objects.filter(single_flight_key=single_flight_key,
+                              status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).first()
 
 
 def _enqueue_on_commit(job: Job) -> None:
@@ -113,6 +130,8 @@ def retry_refusal(job: Job) -> str | None:
         return str(exc)
     if not kind.retryable:
         return f"{job.get_kind_display().lower()} jobs cannot be retried; start a new one"
+    if job.single_flight_key and _active_holder(job.single_flight_key):
+        return "another job is already doing this work"
     return import_string(kind.retry_refusal)(job) if kind.retry_refusal else None
 
 

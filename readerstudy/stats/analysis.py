@@ -6,13 +6,13 @@ computed says why (see undefined.py).
 """
 
 import hashlib
-import json
 from collections import defaultdict
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
+from readerstudy.jobs.progress import NullProgress
 from readerstudy.studies.config import is_forced_choice, validate_config
 from readerstudy.studies.scales import CRITERIA
 
@@ -346,12 +346,27 @@ def analysis_options(params) -> dict:
     return {"policy": policy, "ci_method": ci}
 
 
-def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap: int = 500, seed: int = 20231) -> dict:
-    """Everything a paper reports about a study, as a JSON-ready dict."""
+ANALYSIS_STEPS = 8
+
+
+def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap: int = 500, seed: int = 20231,
+            progress=None) -> dict:
+    """Everything a paper reports about a study, as a JSON-ready dict.
+
+    `progress` (jobs.progress protocol) hears of each of ANALYSIS_STEPS steps and may cancel between them.
+    """
     if policy not in detection.POLICIES:
         raise ValueError(f"unknown unsure policy {policy!r}; choose from {', '.join(detection.POLICIES)}")
+    progress = progress or NullProgress()
+    progress.start(ANALYSIS_STEPS)
+
+    def step(message: str) -> None:
+        progress.check_cancelled()
+        progress.advance(1, message)
+
     config = validate_config(study.config)
     answers = answers_frame(study)
+    step("answers read")
     regular = answers[answers["role"] == "regular"]
     result = {
         "study": {"name": study.name, "slug": study.slug, "status": study.status, "seed": study.seed,
@@ -391,12 +406,17 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
     for bucket, g in regular.assign(bucket=buckets).groupby("bucket"):
         by["by_experience"][bucket] = _detection(g, policy, ci_method)
     margin = config["analysis"]["equivalence_margin"]
-    result["detection"] = {"pooled": _detection(regular, policy, ci_method), **by,
+    pooled = _detection(regular, policy, ci_method)
+    step("accuracy per reader, modality, generator and experience")
+    result["detection"] = {"pooled": pooled, **by,
                            "readers_and_cases_random": _readers_and_cases(regular, policy, margin),
                            "note": "pooled figures treat answers as independent; readers_and_cases_random "
                                    "(and roc.mrmc) treat readers and cases as random"}
+    step("reader-and-case inference")
     result["roc"] = _roc(regular)
+    step("ROC and MRMC")
     result["roc"]["by_rating"] = _roc_by_rating(regular, config)
+    step("ROC per rating criterion")
     auc = result["roc"]["mrmc_real_vs_synthetic"]
     if isinstance(auc, dict):
         single = auc["per_treatment_rrrc"]["all generators"]
@@ -406,15 +426,20 @@ def analyse(study, policy: str = "exclude", ci_method: str = "wilson", bootstrap
     for criterion in config["questions"]["criteria"]:
         scale = [o["value"] for o in config["questions"]["scales"][criterion]]
         result["agreement"][criterion] = _agreement(regular, criterion, scale, True, bootstrap, seed)
+    step("agreement between readers")
     result["intra_reader"] = _intra_reader(answers, config)
     result["reading_behaviour"] = _reading_behaviour(regular)
+    step("intra-reader agreement and reading behaviour")
     result["scores"] = _scores(regular, config)
+    step("score comparisons")
     return to_jsonable(result)
 
 
-def cached_analysis(study, policy: str = "exclude", ci_method: str = "wilson", seconds: int = 600) -> dict:
-    """`analyse`, cached until a submitted answer, the configuration or the options change."""
-    from django.core.cache import cache
+ANALYSIS_CACHE_SECONDS = 7 * 24 * 3600  # keys name the state analysed, so a stale result is never served
+
+
+def analysis_state(study, policy: str = "exclude", ci_method: str = "wilson") -> tuple[str, int]:
+    """(cache key of the analysis of the study's current state, number of submitted answers)."""
     from django.db.models import Count, Max, Sum
 
     from readerstudy.reading.models import Read
@@ -427,9 +452,46 @@ def cached_analysis(study, policy: str = "exclude", ci_method: str = "wilson", s
         n=Count("pk"), revisions=Sum("revision"), last=Max("submitted_at"))
     state = (f"{study.pk}|{policy}|{ci_method}|{stamp['n']}|{stamp['revisions']}|{stamp['last']}|"
              f"{config_hash(study)}")
-    key = "analysis-" + hashlib.sha256(state.encode()).hexdigest()
-    result = cache.get(key)
-    if result is None:
-        result = analyse(study, policy=policy, ci_method=ci_method)
-        cache.set(key, result, seconds)
+    return "analysis-" + hashlib.sha256(state.encode()).hexdigest(), stamp["n"]
+
+
+def cached_result(study, key: str) -> dict | None:
+    """The analysis stored under `key`, if it is there and is of this study."""
+    from django.core.cache import cache
+
+    result = cache.get(key) if key.startswith("analysis-") else None
+    return result if isinstance(result, dict) and result.get("study", {}).get("slug") == study.slug else None
+
+
+def analyse_into_cache(study, key: str, policy: str = "exclude", ci_method: str = "wilson", progress=None) -> dict:
+    """`analyse` the study now and keep the result under `key`."""
+    from django.core.cache import cache
+
+    result = analyse(study, policy=policy, ci_method=ci_method, progress=progress)
+    cache.set(key, result, ANALYSIS_CACHE_SECONDS)
     return result
+
+
+def cached_analysis(study, policy: str = "exclude", ci_method: str = "wilson") -> dict:
+    """`analyse`, computed here unless the current state's result is cached (commands, benchmarks)."""
+    key, _ = analysis_state(study, policy, ci_method)
+    return cached_result(study, key) or analyse_into_cache(study, key, policy, ci_method)
+
+
+def analysis_or_job(study, user=None, policy: str = "exclude", ci_method: str = "wilson"):
+    """(key, result, None) when the analysis of the current state is cached or small enough to compute
+    now (settings.ANALYSIS_INLINE_ANSWERS); otherwise (key, None, job), the one job computing it."""
+    from django.conf import settings
+
+    from readerstudy.jobs.models import Job
+    from readerstudy.jobs.queue import create_job
+
+    key, answers = analysis_state(study, policy, ci_method)
+    if (result := cached_result(study, key)) is not None:
+        return key, result, None
+    if answers <= settings.ANALYSIS_INLINE_ANSWERS:
+        return key, analyse_into_cache(study, key, policy, ci_method), None
+    job = create_job(Job.Kind.ANALYSIS, {"study_id": study.pk, "study_slug": study.slug, "policy": policy,
+                                         "ci_method": ci_method},
+                     user, title=f"Analysis of {study.name} ({answers:,} answers)", single_flight_key=key)
+    return key, None, job

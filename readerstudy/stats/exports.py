@@ -6,28 +6,15 @@ import json
 from django.db.models import Avg, Count, Q
 
 from readerstudy.studies.config import is_forced_choice, validate_config
-from readerstudy.studies.scales import CONFIDENCE_ANCHORS, LABEL_OPTIONS
+from readerstudy.studies.scales import CONFIDENCE_ANCHORS
 
+from .answers_table import FORMULA_START, answers_csv_chunks
 from .data import answer_rows, config_hash
-
-ANSWER_COLUMNS = [
-    "study", "reader", "reader_years_experience", "reader_is_trainee", "case", "case_role", "repeat_of",
-    "position", "session", "modality", "dimensionality", "truth", "generator",
-    "label", "label_text", "confidence", "confidence_text",
-    "realism", "realism_text", "anatomy", "anatomy_text", "slice_consistency", "slice_consistency_text",
-    "fakeness_score", "duration_ms", "slices_visited", "window_changes", "started_at", "submitted_at", "revision",
-    "marks", "comment", "duration_with_revisits_ms", "window_changes_with_revisits",
-]
 
 
 class _Echo:
     def write(self, value):
         return value
-
-
-# A text cell starting with one of these is run as a formula by spreadsheets (CSV injection): readers'
-# comments and names are free text. Such cells are prefixed with an apostrophe; numbers are left alone.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value):
@@ -41,46 +28,16 @@ def csv_lines(rows):
         yield writer.writerow([_cell(v) for v in row])
 
 
-def _option_texts(config) -> dict:
-    texts = {"label": {o["value"]: o["text"] for o in LABEL_OPTIONS},
-             "confidence": {i + 1: t for i, t in enumerate(CONFIDENCE_ANCHORS)}}
-    for criterion, options in config["questions"]["scales"].items():
-        texts[criterion] = {o["value"]: f"{o['code']}: {o['text']}" for o in options}
-    return texts
+def answers_csv(study):
+    """The tidy long table, streamed: header, then one row per final answer (calibration and repeats marked).
 
-
-def answer_csv_rows(study):
-    """The tidy long table: header, then one row per final answer (calibration and repeats marked).
-
-    Forced-choice studies: one row per answered trial instead (trial_csv_rows).
+    Forced-choice studies: one row per answered trial instead (trial_csv_rows). The columns are
+    computed by the database (answers_table.py).
     """
-    from .detection import fakeness_score  # scipy, imported by the export, not by the URL conf
-
     config = validate_config(study.config)
     if is_forced_choice(config):
-        yield from trial_csv_rows(study)
-        return
-    texts = _option_texts(config)
-    yield ANSWER_COLUMNS
-    for r in answer_rows(study):
-        extra = r["answers"] or {}  # marks ("where does it look synthetic") and the comment, when asked
-        revisits = r["telemetry_after_submit"] or {}
-        yield [
-            study.slug, r["reader"], r["years_experience"] if r["years_experience"] is not None else "",
-            "" if r["is_trainee"] is None else int(r["is_trainee"]), r["case_id"], r["role"], r["repeat_of"] or "",
-            r["position"], r["session"], r["modality"], r["dimensionality"], r["truth"], r["generator"],
-            r["label"], texts["label"].get(r["label"], ""),
-            _blank(r["confidence"]), texts["confidence"].get(r["confidence"], ""),
-            _blank(r["realism"]), texts.get("realism", {}).get(r["realism"], ""),
-            _blank(r["anatomy"]), texts.get("anatomy", {}).get(r["anatomy"], ""),
-            _blank(r["slice_consistency"]), texts.get("slice_consistency", {}).get(r["slice_consistency"], ""),
-            fakeness_score(r["label"], r["confidence"]) if r["label"] else "",
-            r["duration_ms"], len(r["slices_visited"] or []), r["window_changes"],
-            _iso(r["started_at"]), _iso(r["submitted_at"]), r["revision"],
-            json.dumps(extra["marks"]) if extra.get("marks") else "", extra.get("comment", ""),
-            # duration_ms and window_changes are as submitted; these add visits after finishing the case
-            revisits.get("duration_ms", r["duration_ms"]), revisits.get("window_changes", r["window_changes"]),
-        ]
+        return csv_lines(trial_csv_rows(study))
+    return answers_csv_chunks(study, config)
 
 
 TRIAL_COLUMNS = [
@@ -214,7 +171,7 @@ def _iso(value):
 
 
 EXPORTS = {
-    "answers.csv": ("text/csv", lambda s: csv_lines(answer_csv_rows(s))),
+    "answers.csv": ("text/csv", answers_csv),
     "cases.csv": ("text/csv", lambda s: csv_lines(case_csv_rows(s))),
     "input.imrmc": ("text/plain", imrmc_lines),  # iMRMC and RJafroc open *.imrmc
     "imrmc.txt": ("text/plain", imrmc_lines),  # the earlier name, kept for old links (downloads as .imrmc)

@@ -33,10 +33,11 @@ class AnalysisMixin(PermissionRequiredMixin):
 
         return analysis_options(self.request.GET)
 
-    def analysis(self, study) -> dict:
-        from .analysis import cached_analysis
+    def analysis(self, study):
+        """(key, result, None) when the analysis is ready, (key, None, job) while a job computes it."""
+        from .analysis import analysis_or_job
 
-        return cached_analysis(study, **self.options())
+        return analysis_or_job(study, self.request.user, **self.options())
 
 
 class DashboardView(AnalysisMixin, TemplateView):
@@ -53,6 +54,15 @@ class DashboardView(AnalysisMixin, TemplateView):
             self.option_error = str(exc)
             return analysis_options({})
 
+    def get(self, request, *args, **kwargs):
+        context = self.get_context_data(**kwargs)
+        if context["job"] is not None:  # being computed: the page shows the progress and reloads itself
+            response = self.response_class(request, ["stats/computing.html"], context)
+            response["Refresh"] = "2"
+            response["Cache-Control"] = "no-store"
+            return response
+        return self.render_to_response(context)
+
     def get_context_data(self, **kwargs):
         from . import charts
         from .agreement import PERCENT_AGREEMENT_CONVENTION
@@ -61,27 +71,46 @@ class DashboardView(AnalysisMixin, TemplateView):
 
         study = self.get_study()
         options = self.options()
+        key, analysis, job = self.analysis(study)
+        # Charts are drawn from the very result the page shows (`state`), even if answers arrive meanwhile.
         query = f"unsure={options['policy']}&ci={options['ci_method']}"
         return super().get_context_data(
-            study=study, analysis=self.analysis(study), policies=POLICIES, ci_methods=METHODS, query=query,
+            study=study, analysis=analysis, job=job, state=key, policies=POLICIES, ci_methods=METHODS, query=query,
             charts=charts.CHARTS, metric_keys=["accuracy", "sensitivity", "specificity", "ppv", "npv"],
             option_error=self.option_error, agreement_convention=PERCENT_AGREEMENT_CONVENTION,
             random_effects_figures=("accuracy", "sensitivity", "specificity"), **options, **kwargs,
         )
 
 
+def computing_response(job) -> JsonResponse:
+    """202 Accepted while the analysis job runs; ask again (Retry-After) for the result."""
+    response = JsonResponse({"status": "computing", "job": job.pk, "job_status": job.status,
+                             "percent": job.percent, "message": job.message}, status=202)
+    response["Retry-After"] = "2"
+    return response
+
+
 class AnalysisJsonView(AnalysisMixin, View):
     def get(self, request, slug):
-        return JsonResponse(self.analysis(self.get_study()))
+        _, result, job = self.analysis(self.get_study())
+        return computing_response(job) if job is not None else JsonResponse(result)
 
 
 class ChartView(AnalysisMixin, View):
     def get(self, request, slug, name):
         from . import charts
 
+        from .analysis import cached_result
+
         if name not in charts.RENDERERS:
             return JsonResponse({"error": f"unknown chart {name!r}"}, status=404)
-        response = HttpResponse(charts.RENDERERS[name](self.analysis(self.get_study())), content_type="image/png")
+        study = self.get_study()
+        result = cached_result(study, request.GET.get("state", ""))
+        if result is None:
+            _, result, job = self.analysis(study)
+            if job is not None:
+                return computing_response(job)
+        response = HttpResponse(charts.RENDERERS[name](result), content_type="image/png")
         response["Cache-Control"] = "private, no-cache"
         return response
 
