@@ -21,38 +21,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PG_URL = "postgres://postgres@127.0.0.1:5432/readerstudy_export_bench"
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def measured(fn):
-    """(seconds, peak RSS growth in MiB) of fn(), sampling RSS every 10 ms."""
-    base, peak, done = rss_mib(), [0.0], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_mib() - base)
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    start = time.perf_counter()
-    try:
-        fn()
-    finally:
-        seconds = time.perf_counter() - start
-        done.set()
-        sampler.join()
-    return seconds, peak[0]
 
 
 def one_database(answers: int, cases: int) -> dict:
@@ -69,6 +42,7 @@ def one_database(answers: int, cases: int) -> dict:
 
     call_command("migrate", verbosity=0)
     from analysis_bench import build
+    from report import measured
 
     from readerstudy.stats.data import ANSWER_FIELDS, submitted_reads
     from readerstudy.stats.exports import streaming_response
@@ -105,7 +79,7 @@ def one_database(answers: int, cases: int) -> dict:
     results = {"built_s": built, "vendor": connection.vendor}
     runs = [("ours", ours), ("csv.writer", bare_writer)] + ([("COPY", copy)] if connection.vendor == "postgresql" else [])
     for name, fn in runs:
-        seconds, mib = measured(fn)
+        seconds, mib, _ = measured(fn)
         path = out / {"ours": "ours.csv", "csv.writer": "bare.csv", "COPY": "copy.csv"}[name]
         with open(path, "rb") as f:
             rows = sum(1 for _ in f)

@@ -11,7 +11,7 @@ Weighted statistics always use the full rating scale passed in `categories`,
 not only the categories that happen to occur.
 """
 
-import itertools
+from collections import Counter
 
 import krippendorff
 import numpy as np
@@ -339,10 +339,10 @@ def percent_agreement(ratings) -> float | Undefined:
     """Mean pairwise agreement over subjects x raters ratings (None = missing)."""
     agree = total = 0
     for row in ratings:
-        present = [v for v in row if v is not None]
-        for a, b in itertools.combinations(present, 2):
-            total += 1
-            agree += a == b
+        counts = Counter(v for v in row if v is not None)
+        n = sum(counts.values())
+        total += n * (n - 1) // 2  # every pair of ratings of the subject
+        agree += sum(c * (c - 1) // 2 for c in counts.values())  # pairs that agree
     return agree / total if total else Undefined("no subject was rated by two or more readers")
 
 

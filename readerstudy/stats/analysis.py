@@ -17,7 +17,7 @@ from readerstudy.studies.config import is_forced_choice, validate_config
 from readerstudy.studies.scales import CRITERIA
 
 from . import agreement, detection, glmm, mrmc, roc, scores
-from .data import answer_rows, config_hash
+from .data import answer_values, config_hash
 from .forced_choice import analyse_forced_choice
 from .proportions import proportion
 from .undefined import Undefined, to_jsonable
@@ -27,12 +27,20 @@ MIN_GENERATOR_CASES = 5  # synthetic cases per generator before generators are c
 MAX_PAIRWISE_READERS = 10
 
 
+FRAME_COLUMNS = ["reader", "case_id", "role", "repeat_of", "modality", "dimensionality", "truth", "generator",
+                 "label", "confidence", "realism", "anatomy", "slice_consistency", "duration_ms",
+                 "years_experience", "is_trainee", "position", "session"]
+
+
 def answers_frame(study) -> pd.DataFrame:
-    rows = list(answer_rows(study))
-    columns = ["reader", "case_id", "role", "repeat_of", "modality", "dimensionality", "truth", "generator",
-               "label", "confidence", "realism", "anatomy", "slice_consistency", "duration_ms",
-               "years_experience", "is_trainee", "position", "session"]
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    """The submitted answers, one row each, with only the columns the analysis reads."""
+    read = [c for c in FRAME_COLUMNS if c != "generator"] + ["generator_name", "generator_version"]
+    frame = pd.DataFrame(list(answer_values(study, read)), columns=read)
+    named = frame["generator_name"].notna() & (frame["generator_name"] != "")
+    frame["generator"] = ""
+    frame.loc[named, "generator"] = (frame.loc[named, "generator_name"] + " v"
+                                     + frame.loc[named, "generator_version"].astype(str))
+    return frame[FRAME_COLUMNS]
 
 
 def _experience_bucket(years, trainee) -> str:

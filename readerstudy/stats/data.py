@@ -62,6 +62,12 @@ def answer_rows(study, chunk_size: int = 5000):
         yield row
 
 
+def answer_values(study, columns: list[str], chunk_size: int = 5000):
+    """Yield one tuple per final answer with just `columns` (names of ANSWER_FIELDS), streamed."""
+    aliased = {name: F(ANSWER_FIELDS[name]) for name in columns if ANSWER_FIELDS[name] != name}
+    yield from submitted_reads(study).annotate(**aliased).values_list(*columns).iterator(chunk_size=chunk_size)
+
+
 def config_hash(study) -> str:
     """SHA-256 of the study's configuration (canonical JSON), printed with every export."""
     return hashlib.sha256(json.dumps(study.config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

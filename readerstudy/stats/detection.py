@@ -1,5 +1,7 @@
 """Detection of fakes (positive class = synthetic) with an explicit policy for *unsure* answers."""
 
+from collections import Counter
+
 from scipy import stats
 
 from .proportions import proportion
@@ -18,8 +20,9 @@ LABELS = ("fake", "real", "unsure")
 def confusion(truths, labels) -> dict:
     """{"synthetic": {"fake", "real", "unsure"}, "real": {...}} counts; truths are "synthetic"/"real"."""
     table = {truth: dict.fromkeys(LABELS, 0) for truth in ("synthetic", "real")}
-    for truth, label in zip(truths, labels):
-        table[truth][label] += 1
+    listed = (lambda values: values.tolist() if hasattr(values, "tolist") else values)
+    for (truth, label), count in Counter(zip(listed(truths), listed(labels))).items():
+        table[truth][label] += count
     return table
 
 

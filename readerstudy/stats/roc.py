@@ -9,8 +9,13 @@ from .undefined import Undefined
 def structural_components(pos, neg) -> tuple[np.ndarray, np.ndarray]:
     """DeLong's V10 (per positive) and V01 (per negative): mean of psi over the other class."""
     pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
-    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-    return psi.mean(1), psi.mean(0)
+    # psi(x, y) = 1 if x > y, 1/2 if equal: counted by binary search in the other class, sorted, instead of
+    # forming the positives x negatives matrix (the sums are of halves, so exact either way).
+    sorted_pos, sorted_neg = np.sort(pos), np.sort(neg)
+    below, up_to = np.searchsorted(sorted_neg, pos, "left"), np.searchsorted(sorted_neg, pos, "right")
+    above, from_ = len(pos) - np.searchsorted(sorted_pos, neg, "right"), len(pos) - np.searchsorted(sorted_pos, neg, "left")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (below + 0.5 * (up_to - below)) / len(neg), (above + 0.5 * (from_ - above)) / len(pos)
 
 
 def empirical_auc(pos, neg) -> float:

@@ -98,19 +98,27 @@ class AnalysisJsonView(AnalysisMixin, View):
 
 class ChartView(AnalysisMixin, View):
     def get(self, request, slug, name):
-        from . import charts
+        from django.core.cache import cache
 
-        from .analysis import cached_result
+        from . import charts
+        from .analysis import ANALYSIS_CACHE_SECONDS, cached_result
 
         if name not in charts.RENDERERS:
             return JsonResponse({"error": f"unknown chart {name!r}"}, status=404)
         study = self.get_study()
-        result = cached_result(study, request.GET.get("state", ""))
+        state = request.GET.get("state", "")
+        result = cached_result(study, state)
         if result is None:
-            _, result, job = self.analysis(study)
+            state, result, job = self.analysis(study)
             if job is not None:
                 return computing_response(job)
-        response = HttpResponse(charts.RENDERERS[name](result), content_type="image/png")
+        # A chart of one analysed state never changes: drawn once, kept beside the analysis.
+        png_key = f"{state}-chart-{name}"
+        png = cache.get(png_key)
+        if png is None:
+            png = charts.RENDERERS[name](result)
+            cache.set(png_key, png, ANALYSIS_CACHE_SECONDS)
+        response = HttpResponse(png, content_type="image/png")
         response["Cache-Control"] = "private, no-cache"
         return response
 
