@@ -1,5 +1,5 @@
 """Peak memory of importing one volume, in bytes per voxel: decoding alone, and the whole import (decode,
-master array, default rendition), for a NIfTI (.nii.gz, int16 and float32) and a DICOM series.
+master array), for a NIfTI (.nii.gz, int16 and float32) and a DICOM series.
 
 Run by hand (not in CI), from the repository root:
 

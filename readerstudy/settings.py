@@ -280,14 +280,6 @@ UPLOAD_KEEP_DAYS = env_int("READERSTUDY_UPLOAD_KEEP_DAYS", 7)
 
 # Largest side of the stored master array; larger images are downsampled on import.
 POOL_MASTER_MAX_SIDE = env_int("READERSTUDY_MASTER_MAX_SIDE", 512)
-# Default canonical matrix (rows = cols) and volume depth per modality; studies may
-# ask for other presets (e.g. the generator's native 64x64).
-CANONICAL_DEFAULT_PRESETS = {
-    "XR": {"matrix": env_int("READERSTUDY_XR_MATRIX", 256), "depth": 1},
-    "CT": {"matrix": env_int("READERSTUDY_CT_MATRIX", 256), "depth": env_int("READERSTUDY_CT_DEPTH", 64)},
-    "MR": {"matrix": env_int("READERSTUDY_MR_MATRIX", 256), "depth": env_int("READERSTUDY_MR_DEPTH", 64)},
-}
-
 # Import limits: anything above is refused with a clear error before decoding.
 IMPORT_MAX_FILE_BYTES = env_int("READERSTUDY_IMPORT_MAX_FILE_BYTES", 2 * 1024**3)
 IMPORT_MAX_VOXELS = env_int("READERSTUDY_IMPORT_MAX_VOXELS", 512 * 1024 * 1024)

@@ -9,6 +9,7 @@ from django.core.management import call_command
 
 from readerstudy.imaging import storage
 from readerstudy.imaging.models import PoolItem, Rendition
+from readerstudy.imaging.pool import ensure_rendition
 
 from .conftest import pydicom_file
 from .test_import_errors import assert_pool_consistent
@@ -25,6 +26,7 @@ def aged(path, seconds=7200):
 def test_gc_pool_lists_then_deletes_only_orphans(import_file, pool_dirs, capsys):
     import_file(pydicom_file("CT_small.dcm"), "CT")
     item = PoolItem.objects.get()
+    ensure_rendition(item, 64, 64, 1)  # as a study's preparation writes it
     # What SIGKILL between writing and committing leaves: a master and a rendition folder with no row,
     # temporaries of unfinished writes; one young temporary is an import still running.
     orphan_master = aged(storage.masters_dir() / storage.save_master(np.zeros((1, 4, 4), np.uint16)))

@@ -187,7 +187,7 @@ def test_volume_model_writes_slice_stacks(import_file, tmp_path):
     for item in items:
         assert item.dimensionality == Dimensionality.VOLUME and item.master_shape == [8, 16, 16]
         assert -1 <= item.quality["slice_consistency"] <= 1
-        assert item.renditions.get().depth == 8  # the default volume preset (64), never above the item's own depth
+        assert not item.renditions.exists()  # rendered when a study needs it, at the study's framing
 
 
 @pytest.mark.parametrize(

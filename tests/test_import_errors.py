@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from readerstudy.imaging import canonical
+from readerstudy.imaging import storage
 from readerstudy.imaging.models import PoolItem, Rendition
 
 from .conftest import DATA, DEMO, copy_to, pool_files, pydicom_file
@@ -151,10 +151,13 @@ def test_batch_carries_on_past_bad_files(import_file, tmp_path, pool_dirs):
 
 
 def test_failure_while_writing_leaves_no_rows_or_files(import_file, monkeypatch, pool_dirs):
+    real_writer = storage.save_master
+
     def broken_writer(*args, **kwargs):
+        real_writer(*args, **kwargs)  # the file is written (and must go again), then the disk is full
         raise OSError("disk full")
 
-    monkeypatch.setattr(canonical, "write_canonical_series", broken_writer)
+    monkeypatch.setattr(storage, "save_master", broken_writer)
     # Whatever fails, the source fails on its own (the batch would go on) and nothing of it stays.
     assert failure(import_file(DATA / "emri_small.dcm")) == "cannot be imported: OSError: disk full"
     assert PoolItem.objects.count() == 0
@@ -162,7 +165,7 @@ def test_failure_while_writing_leaves_no_rows_or_files(import_file, monkeypatch,
 
 
 def test_source_with_several_items_is_all_or_nothing(import_file, monkeypatch, pool_dirs):
-    real_writer = canonical.write_canonical_series
+    real_writer = storage.save_master
     calls = []
 
     def fail_on_third(*args, **kwargs):
@@ -171,7 +174,7 @@ def test_source_with_several_items_is_all_or_nothing(import_file, monkeypatch, p
             raise OSError("disk full")
         return real_writer(*args, **kwargs)
 
-    monkeypatch.setattr(canonical, "write_canonical_series", fail_on_third)
+    monkeypatch.setattr(storage, "save_master", fail_on_third)
     assert "disk full" in failure(import_file(DATA / "emri_small.dcm", layout="slices", slices=5))
     assert PoolItem.objects.count() == 0
     assert_pool_consistent(pool_dirs)

@@ -140,7 +140,8 @@ def assert_pool_consistent(killed: bool = False):
         assert not garbage.missing
         delete_garbage(garbage)
     masters = {p.name for p in storage.masters_dir().iterdir() if not p.name.startswith(".partial-")}
-    renditions = {p.name for p in storage.renditions_dir().iterdir() if not p.name.startswith(".partial-")}
+    renditions = {p.name for p in (storage.renditions_dir().iterdir() if storage.renditions_dir().exists() else [])
+                  if not p.name.startswith(".partial-")}
     assert masters == set(PoolItem.objects.values_list("master_file", flat=True))
     assert renditions == set(Rendition.objects.values_list("directory", flat=True))
 

@@ -77,12 +77,7 @@ def served_case(item, preset, role="regular") -> pixel_audit.Case:
     return pixel_audit.Case(item.pk, item.pk, item.origin, role, codes)
 
 
-@pytest.fixture
-def small_default_renditions(settings):
-    settings.CANONICAL_DEFAULT_PRESETS = {m: {"matrix": 32, "depth": 4} for m in ("XR", "CT", "MR")}
-
-
-def test_real_images_through_the_synthetic_path_cannot_be_told_from_real_ones(small_default_renditions):
+def test_real_images_through_the_synthetic_path_cannot_be_told_from_real_ones(db):
     dataset = Dataset.objects.create(name="demo sources", origin=Origin.REAL, licence="see data/demo/SOURCES.md")
     pool = {}
     for stratum, (modality, parts) in sources().items():
@@ -117,7 +112,7 @@ def test_real_images_through_the_synthetic_path_cannot_be_told_from_real_ones(sm
     assert not failures, f"the pipeline alone tells real from synthetic: {failures}"
 
 
-def test_the_same_audit_sees_a_pipeline_leak(small_default_renditions, settings):
+def test_the_same_audit_sees_a_pipeline_leak(db, settings):
     """The test above can fail: control items made at an upsampling framing are caught at once."""
     dataset = Dataset.objects.create(name="demo sources", origin=Origin.REAL, licence="see data/demo/SOURCES.md")
     modality, parts = sources()["MR/2d"]

@@ -12,30 +12,18 @@ from . import canonical, sources, storage
 from .models import Dimensionality, Origin, PoolItem, Rendition
 
 
-def default_preset(modality: str, dimensionality: str, shape=None) -> tuple[int, int, int]:
-    """(rows, cols, depth) of the rendition made when an item enters the pool (never larger than `shape`)."""
-    preset = settings.CANONICAL_DEFAULT_PRESETS[modality]
-    size = int(preset["matrix"])
-    depth = 1 if dimensionality == Dimensionality.IMAGE else int(preset["depth"])
-    if shape is not None:
-        size, depth = min(size, min(shape[1:])), min(depth, shape[0])
-    return size, size, depth
-
-
 @dataclass(frozen=True)
 class StagedItem:
-    """An image whose files are written into the pool, waiting for its rows (`commit_pool_items`)."""
+    """An image whose master is written into the pool, waiting for its row (`commit_pool_items`)."""
 
     fields: dict
-    preset: tuple[int, int, int]
-    directory: str
-    file_bytes: list[int]
 
 
 def stage_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset, hounsfield: bool = False,
                     inverted: bool = False, step: float = 0.0, **provenance) -> StagedItem:
-    """Encode an image (float values, shape (depth, rows, cols)) and write its master and default
-    rendition into the pool, without database rows; call inside `storage.pool_files()`.
+    """Encode an image (float values, shape (depth, rows, cols)) and write its master array into the
+    pool, without a database row; call inside `storage.pool_files()`. Renditions (the served series)
+    are written when a study needs them (`ensure_rendition`, at preparation), at the study's framing.
 
     Every item, imported or generated, comes through here, so one intensity rule
     (`canonical.to_codes`: HU for CT with `hounsfield`, robust percentiles
@@ -59,24 +47,16 @@ def stage_pool_item(*, values: np.ndarray, modality: str, origin: str, dataset, 
     content = sources.content_hash(codes)
     provenance["source_group"] = (provenance.get("source_group") or sources.default_group(provenance)
                                   or f"content:{content}")
-    preset = default_preset(modality, dimensionality, codes.shape)
     master_file = storage.save_master(codes)
-    directory, sizes = _write_series(codes, modality, *preset)
     fields = dict(modality=modality, origin=origin, dataset=dataset, dimensionality=dimensionality,
                   master_file=master_file, master_shape=list(codes.shape), content_sha256=content, **provenance)
-    return StagedItem(fields, preset, directory, sizes)
+    return StagedItem(fields)
 
 
 def commit_pool_items(staged: list[StagedItem]) -> list[PoolItem]:
-    """The rows of staged items (each with its default rendition), all in one short transaction."""
+    """The rows of staged items, all in one short transaction (one INSERT for all of them)."""
     with transaction.atomic():
-        items = []
-        for entry in staged:
-            item = PoolItem.objects.create(**entry.fields)
-            rows, cols, depth = entry.preset
-            Rendition.objects.create(item=item, rows=rows, cols=cols, depth=depth, directory=entry.directory,
-                                     file_bytes=entry.file_bytes)
-            items.append(item)
+        items = PoolItem.objects.bulk_create([PoolItem(**entry.fields) for entry in staged])
         # Last, so the job row is locked only for the commit: a worker whose job was recovered and
         # handed to another attempt commits no item.
         jobs = {}
@@ -89,7 +69,7 @@ def commit_pool_items(staged: list[StagedItem]) -> list[PoolItem]:
 
 
 def create_pool_item(**image) -> PoolItem:
-    """Store one image as a pool item with its default rendition (`stage_pool_item`'s arguments).
+    """Store one image as a pool item (`stage_pool_item`'s arguments).
 
     Files are written before the transaction, which writes only the rows; rows and files
     are kept together or not at all.
