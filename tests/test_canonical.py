@@ -126,7 +126,7 @@ def test_uids_are_fresh_and_fixed_length(generator):
 
 def test_file_names_reveal_nothing(generator, pool_dirs):
     item = synthetic(generator, "MR", (3, 16, 16))
-    rendition = item.renditions.get()
+    rendition = ensure_rendition(item, 16, 16, 3)
     assert rendition.directory not in (str(item.pk), str(item.public_id))
     names = [f.name for f in rendition_files(rendition)]
     assert names == [f"{i:04d}.dcm" for i in range(1, rendition.depth + 1)]

@@ -270,9 +270,9 @@ def test_a_2_gb_sparse_file_of_zeros_is_refused_with_a_reason(tmp_path, import_f
 
 def test_an_image_needing_more_memory_than_the_import_budget_is_refused_before_decoding(
         import_file, tmp_path, settings, monkeypatch):
-    volume = np.random.default_rng(3).random((64, 64, 64)).astype("f4")  # 262,144 values: about 7 MB to import
+    volume = np.random.default_rng(3).random((64, 64, 64)).astype("f4")  # 262,144 values: about 3 MB to import
     path = nifti(tmp_path, "volume.nii", volume)
-    settings.IMPORT_MEMORY_MB = 4
+    settings.IMPORT_MEMORY_MB = 2
     decoded = []
     monkeypatch.setattr(nib.Nifti1Image, "get_fdata", lambda *a, **k: decoded.append(1))
     report = import_file(path)

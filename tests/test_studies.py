@@ -350,7 +350,7 @@ def test_a_study_is_cloned_as_a_new_draft(client, pool):
 
 def test_the_audit_blocks_duplicate_pixels_and_shared_groups_and_warns_of_near_copies(pool):
     from readerstudy.imaging.models import Dataset, PoolItem
-    from readerstudy.imaging.pool import create_pool_item
+    from readerstudy.imaging.pool import create_pool_item, ensure_rendition
     from readerstudy.imaging.storage import load_master
 
     study = create_study(name="S", config={"strata": strata({("CT", "2d"): 4}), "reading": {"calibration_cases": 2}})
@@ -369,6 +369,8 @@ def test_the_audit_blocks_duplicate_pixels_and_shared_groups_and_warns_of_near_c
     # Written by hand (drawing would never do this): a duplicate, a near-copy, and a calibration case of a case's group.
     StudyCase.objects.create(study=study, item=twin, role="regular")
     StudyCase.objects.create(study=study, item=nearly, role="regular")
+    for item in (twin, nearly):  # as preparing would write them
+        ensure_rendition(item, *study.config["presets"]["CT/2d"])
     PoolItem.objects.filter(pk=calibration.item_id).update(source_group=regular.source_group)
     audit = run_leak_audit(study)
     text = "; ".join(audit["problems"])

@@ -74,8 +74,8 @@ class BlankImage(ValueError):
 
 
 def _sample(values: np.ndarray) -> np.ndarray:
-    flat = values.ravel()
-    return flat[:: max(1, flat.size // _ESTIMATE_SAMPLE)]
+    """Every k-th value in C order (as `ravel()[::k]`, without copying a non-contiguous array first)."""
+    return values.flat[:: max(1, values.size // _ESTIMATE_SAMPLE)]
 
 
 def to_codes(values: np.ndarray, modality: str, *, hounsfield: bool = False, inverted: bool = False,
@@ -95,31 +95,41 @@ def to_codes(values: np.ndarray, modality: str, *, hounsfield: bool = False, inv
     the values are framed to (depth, rows, cols) before the final rounding, so
     resampling and quantisation happen once.
     """
+    # `values` may be the caller's array and is never written to; `work` is this function's one float
+    # copy, changed in place (peak memory: the input, one float32 array and the uint16 result).
     values = np.asarray(values, dtype=np.float32)
     if values.ndim != 3 or min(values.shape) < 1:
         raise ValueError(f"expected a non-empty (depth, rows, cols) array, got shape {values.shape}")
-    if not np.isfinite(values).all():
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(low) and np.isfinite(high)):  # a NaN or an infinity makes min or max one
         raise ValueError("image values must be finite")
     hounsfield = hounsfield and modality == "CT"
-    if values.min() == values.max():  # nothing to read, in HU or not
-        raise BlankImage(f"image is blank (every pixel has the value {float(values.min()):g})")
+    if low == high:  # nothing to read, in HU or not
+        raise BlankImage(f"image is blank (every pixel has the value {low:g})")
     if step > 0:
         seed = zlib.crc32(np.ascontiguousarray(_sample(values)).tobytes())
-        noise = np.random.default_rng(seed).random(values.shape, dtype=np.float32)
+        work = np.random.default_rng(seed).random(values.shape, dtype=np.float32)
         # Slightly under one step wide, so float rounding never moves an integer HU to its neighbour.
-        values = values + (noise - 0.5) * (step * DEQUANTISE_WIDTH)
-    if hounsfield:
-        scaled = values + CT_HU_OFFSET
+        work -= 0.5
+        work *= np.float32(step * DEQUANTISE_WIDTH)
+        work += values
     else:
-        lo, hi = (float(v) for v in np.percentile(_sample(values), ROBUST_PERCENTILES))
+        work = values.copy()
+    if hounsfield:
+        work += np.float32(CT_HU_OFFSET)
+    else:
+        lo, hi = (float(v) for v in np.percentile(_sample(work), ROBUST_PERCENTILES))
         if not hi > lo:
-            lo, hi = float(values.min()), float(values.max())
-        scaled = (values - lo) * (CODE_MAX / (hi - lo))
+            lo, hi = float(work.min()), float(work.max())
+        work -= np.float32(lo)
+        work *= np.float32(CODE_MAX / (hi - lo))
         if inverted:
-            scaled = CODE_MAX - scaled
-    if shape is not None and tuple(shape) != scaled.shape:
-        scaled = frame(scaled, shape[1], shape[2], shape[0])
-    return np.clip(np.rint(scaled), 0, CODE_MAX).astype(np.uint16)
+            np.subtract(np.float32(CODE_MAX), work, out=work)
+    if shape is not None and tuple(shape) != work.shape:
+        work = frame(work, shape[1], shape[2], shape[0])
+    np.rint(work, out=work)
+    np.clip(work, 0, CODE_MAX, out=work)
+    return work.astype(np.uint16)
 
 
 def codes_to_unit(codes: np.ndarray) -> np.ndarray:
@@ -165,7 +175,7 @@ def frame(values: np.ndarray, rows: int, cols: int, depth: int) -> np.ndarray:
     and serving (`render`) all call it, so a generator learns exactly the framing
     readers see for real cases. Depth is always the whole volume resampled.
     """
-    vol = center_crop_to_aspect(np.asarray(values), rows, cols).astype(np.float32)
+    vol = center_crop_to_aspect(np.asarray(values), rows, cols).astype(np.float32, copy=False)
     d, h, w = vol.shape
     if h != rows:
         vol = np.einsum("rh,dhw->drw", _filter_matrix(h, rows), vol, optimize=True)

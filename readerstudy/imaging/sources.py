@@ -52,5 +52,5 @@ def content_hash(codes: np.ndarray) -> str:
     """SHA-256 of the stored codes (shape included), identical for byte-identical items."""
     codes = np.ascontiguousarray(codes, dtype="<u2")
     h = hashlib.sha256(repr(codes.shape).encode())
-    h.update(codes.tobytes())
+    h.update(memoryview(codes).cast("B"))  # the array's own bytes, not a copy of them
     return h.hexdigest()

@@ -62,9 +62,10 @@ class DecodedImage:
 
 
 MIN_SIDE = 8
-# Peak memory of a whole import per value, measured by bench/import_memory_bench.py (19-27 bytes on
-# 2026-12-03), with a margin: compared with settings.IMPORT_MEMORY_MB before any pixel is decoded.
-IMPORT_BYTES_PER_VOXEL = 28
+# Peak memory of a whole import per value, measured by bench/import_memory_bench.py (10.1-10.6 bytes on
+# 2026-12-04: the decoded float32 values, to_codes' one float32 copy and the uint16 codes), with a
+# margin: compared with settings.IMPORT_MEMORY_MB before any pixel is decoded.
+IMPORT_BYTES_PER_VOXEL = 12
 
 
 def check_dimensions(depth: int, rows: int, cols: int, samples: int = 1) -> None:

@@ -212,12 +212,16 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
             arr = apply_color_lut(arr, ds)
         elif int(ds.get("SamplesPerPixel") or 1) == 1:
             rescale = _frame_rescale(ds, _frame_count(ds))
-            if rescale is None:
-                arr = apply_modality_lut(arr, ds)
-            else:  # enhanced multi-frame: pydicom's modality LUT does not look in the functional groups
-                slopes, intercepts = rescale
-                arr = np.asarray(arr, dtype=np.float64).reshape(len(slopes), *np.shape(arr)[-2:])
-                arr = arr * slopes[:, None, None] + intercepts[:, None, None]
+            stored = np.asarray(arr)
+            if rescale is not None:  # enhanced multi-frame: pydicom's modality LUT does not look in the functional groups
+                stored = stored.reshape(len(rescale[0]), *stored.shape[-2:])
+            elif stored.ndim == 2:
+                stored = stored[None]
+            # Frame by frame into float32: the modality LUT computes in float64, one frame of it at a time.
+            arr = np.empty(stored.shape, dtype=np.float32)
+            for k, frame_values in enumerate(stored):
+                arr[k] = (apply_modality_lut(frame_values, ds) if rescale is None
+                          else frame_values.astype(np.float64) * rescale[0][k] + rescale[1][k])
     except UnreadableImage:
         raise
     except Exception as exc:  # pydicom raises many types for damaged pixel data
@@ -236,6 +240,13 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
     if arr.ndim != 3:
         raise UnreadableImage(f"unexpected pixel array shape {arr.shape}")
     return arr
+
+
+def _release_pixels(ds: pydicom.Dataset) -> None:
+    """Let go of a decoded file's pixel bytes and of pydicom's cached array of them."""
+    if "PixelData" in ds:
+        del ds["PixelData"]
+    ds._pixel_array = None
 
 
 def _measure(ds: pydicom.Dataset, keyword: str):
@@ -448,15 +459,19 @@ def decode_series(paths: list[Path]) -> DecodedImage:
                 f"{Path(path).name}: slice is {ds.get('Rows')}x{ds.get('Columns')}, the series is {rows}x{cols}"
             )
     ordered = sort_series(headers)
-    planes = []
-    for path, ds in ordered:
+    # Slice by slice into one array, each file's pixel bytes let go once decoded: one copy of the pixels.
+    stacked = np.empty((len(ordered), rows, cols), dtype=np.float32)
+    for k, (path, ds) in enumerate(ordered):
         try:
-            planes.append(_pixels(ds)[0])
+            plane = _pixels(ds)
         except UnreadableImage as exc:
             raise UnreadableImage(f"{Path(path).name}: {exc}") from None
+        if plane.shape != (1, rows, cols):
+            raise UnreadableImage(f"{Path(path).name}: decodes to {plane.shape[0]} frame(s) of "
+                                  f"{plane.shape[1]}x{plane.shape[2]}, the series is single frames of {rows}x{cols}")
+        stacked[k] = plane[0]
+        _release_pixels(ds)
     positions = [_slice_position(ds) for _, ds in ordered]
-    stacked = np.stack(planes)
-    planes.clear()  # one copy of the pixels at a time (reslicing may make another)
     values, spacing, extra = _oriented(stacked, [_plane(ds) for _, ds in ordered], _spacing(first))
     gaps = _position_gaps(ordered, positions)
     if gaps:
@@ -466,7 +481,7 @@ def decode_series(paths: list[Path]) -> DecodedImage:
         calibrated=_is_calibrated(first),
         inverted=str(first.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
         spacing_mm=spacing,
-        info=_info(first, frames=len(planes), series_files=len(planes), **extra),
+        info=_info(first, frames=len(ordered), series_files=len(ordered), **extra),
         source_group=_patient_group(first),
         quantisation_step=_quantisation_step(first),
     )

@@ -47,8 +47,9 @@ def radiological_axial(data_xyz: np.ndarray, affine_ras: np.ndarray) -> Resliced
         spacing_ras[int(patient_axis)] = float(lengths[stored_axis])
     cosines = np.abs(axes / lengths)
     # RAS+ (x: left -> right, y: posterior -> anterior, z: inferior -> superior) to
-    # (slice, row, col) with anterior at the top and the patient's right on the image's left.
-    volume = np.ascontiguousarray(np.transpose(ras, (2, 1, 0))[:, ::-1, ::-1])
+    # (slice, row, col) with anterior at the top and the patient's right on the image's left. A view, not
+    # a copy: the intensity rule (canonical.to_codes) makes the one copy an import needs.
+    volume = np.transpose(ras, (2, 1, 0))[:, ::-1, ::-1]
     return Resliced(
         values=volume,
         spacing_mm=[spacing_ras[2], spacing_ras[1], spacing_ras[0]],
