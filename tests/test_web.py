@@ -10,6 +10,7 @@ from django.urls import reverse
 from generation.models import Generator
 from readerstudy.accounts.roles import ANALYST, COORDINATOR, READER
 from readerstudy.imaging.models import Dataset, Dimensionality, Modality, Origin, PoolItem
+from readerstudy.imaging.pool import ensure_rendition
 from readerstudy.jobs.models import Job
 
 from .conftest import DATA, requires_sqlite
@@ -142,6 +143,8 @@ def test_admin_lists_items_with_provenance(admin_client, import_file):
 def test_admin_delete_removes_files(admin_client, import_file, pool_dirs, django_capture_on_commit_callbacks):
     import_file(DATA / "emri_small.dcm")
     item = PoolItem.objects.get()
+    ensure_rendition(item, 32, 32, 1)  # as a study's preparation writes it
+    assert list((pool_dirs / "renditions").iterdir())
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(reverse("admin:imaging_poolitem_delete", args=[item.pk]), {"post": "yes"})
     assert not PoolItem.objects.exists()
