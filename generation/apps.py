@@ -11,3 +11,4 @@ class GenerationConfig(AppConfig):
 
         # Resumable by seed: a retry makes only the samples still missing.
         register(Job.Kind.GENERATE, "generation.generate.run_generation")
+        register(Job.Kind.REALISM, "generation.realism.run_realism_job")

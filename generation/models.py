@@ -20,6 +20,8 @@ class Generator(models.Model):
     licence = models.CharField(max_length=300, blank=True)
     model_card = models.TextField(blank=True)
     config = models.JSONField(default=dict, blank=True)
+    realism = models.JSONField(default=dict, blank=True, help_text="Detector AUC, memorisation and diversity of "
+                               "its samples (generation/realism.py), measured by a realism job.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -29,6 +31,13 @@ class Generator(models.Model):
 
     def __str__(self):
         return f"{self.name} v{self.version}"
+
+    @property
+    def realism_headline(self) -> dict | None:
+        """The detector result of its best-sampled stratum (see generation/realism.py), if measured."""
+        from .realism import headline
+
+        return headline(self.realism)
 
     @property
     def is_control(self) -> bool:

@@ -30,7 +30,7 @@ class PoolItemSerializer(serializers.ModelSerializer):
 class GeneratorSerializer(serializers.ModelSerializer):
     class Meta:
         model = Generator
-        fields = ["id", "name", "version", "kind", "modalities", "licence", "model_card", "created_at"]
+        fields = ["id", "name", "version", "kind", "modalities", "licence", "model_card", "realism", "created_at"]
 
 
 class GenerateRequestSerializer(serializers.Serializer):

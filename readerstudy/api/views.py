@@ -131,6 +131,15 @@ class GeneratorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffVi
             raise ValidationError({"error": str(exc)}) from None
         return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={202: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def realism(self, request, pk=None):
+        """Queue the realism measurement of this generator (the result lands in its `realism` field)."""
+        from generation.realism import create_realism_job
+
+        job = create_realism_job(self.get_object(), user=request.user)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffViewSet):
     read_permission, write_permission = perms.VIEW_JOBS, perms.MANAGE_JOBS

@@ -19,6 +19,7 @@ class Job(models.Model):
         PREPARE_STUDY = "prepare-study", "Prepare study"
         AUDIT_STUDY = "audit-study", "Leak audit of a study"
         ANALYSIS = "analysis", "Analysis of a study"
+        REALISM = "realism", "Realism of a generator"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -96,3 +96,17 @@ class Command(BaseCommand):
             if not PoolItem.objects.filter(source_locator=f"drr of item {ct.pk}").exists():
                 drr = make_drr(ct)
                 self.stdout.write(f"DRR of CT volume {ct.pk}: synthetic X-ray item {drr.pk}")
+        self._realism()
+
+    def _realism(self):
+        """Measure every demo generator's realism (shown on the Generators page) where not measured yet."""
+        from generation.models import Generator
+        from generation.realism import headline, realism_report
+
+        for generator in Generator.objects.filter(realism={}).exclude(items=None).distinct():
+            report = realism_report(generator)
+            Generator.objects.filter(pk=generator.pk).update(realism=report)
+            best = headline(report)
+            if best:
+                self.stdout.write(f"{generator}: detector AUC {best['auc']} (95% CI {best['ci95'][0]}-"
+                                  f"{best['ci95'][1]}) on {best['stratum']}")
