@@ -83,3 +83,15 @@ def test_too_few_samples_give_a_reason_not_a_number(db):
     stratum = realism_report(few)["strata"]["MR/2d"]
     assert "needs at least" in stratum["detector"]["undefined"]
     assert "no samples" in realism_report(Generator.objects.create(name="none", kind="external"))["undefined"]
+
+
+def test_the_command_measures_and_keeps_the_report(pool, capsys):
+    from django.core.management import CommandError, call_command
+
+    weak, _ = pool
+    call_command("measure_realism", "weak", "--generator-version", "1")
+    out = capsys.readouterr().out
+    weak.refresh_from_db()
+    assert "| MR/2d | 20 / 40 |" in out and f"detector AUC {weak.realism['strata']['MR/2d']['detector']['auc']}" in out
+    with pytest.raises(CommandError, match="no generator named 'nobody'"):
+        call_command("measure_realism", "nobody")

@@ -10,17 +10,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name")
-        parser.add_argument("--version", help="Default: the newest version of that name.")
+        parser.add_argument("--generator-version", help="Default: the newest version of that name.")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
         generators = Generator.objects.filter(name=opts["name"])
-        if opts["version"]:
-            generators = generators.filter(version=opts["version"])
+        if opts["generator_version"]:
+            generators = generators.filter(version=opts["generator_version"])
         generator = generators.order_by("-created_at").first()
         if generator is None:
             raise CommandError(f"no generator named {opts['name']!r}"
-                               + (f" with version {opts['version']!r}" if opts["version"] else ""))
+                               + (f" with version {opts['generator_version']!r}" if opts["generator_version"] else ""))
         report = realism_report(generator, seed=opts["seed"])
         Generator.objects.filter(pk=generator.pk).update(realism=report)
         self.stdout.write(model_card_section(report) or report.get("undefined", "nothing to measure"))
