@@ -99,3 +99,33 @@ class TrainConfig:
         need(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
         need(isinstance(self.seed, int), "seed must be an integer")
+
+
+def with_overrides(data: dict, pairs: list[str]) -> dict:
+    """`data` with `KEY=VALUE` overrides (a command's --set), each value parsed as the type it replaces."""
+    data = dict(data)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in data:
+            raise ConfigError(f"--set expects KEY=VALUE with a known key, got {pair!r}")
+        data[key] = _parse(value, data[key])
+    return data
+
+
+def _parse(value: str, current):
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"expected an integer, got {value!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"expected a number, got {value!r}") from None
+    if isinstance(current, list):
+        parts = [v for v in value.split(",") if v]
+        return [int(p) for p in parts] if current and isinstance(current[0], int) else parts
+    return value

@@ -62,3 +62,16 @@ def run_pipeline(path, seeds: list[int], steps: int, prompt: str = "") -> np.nda
             image = image[..., 0] if image.shape[-1] == 1 else image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
         images.append(np.clip(image, 0, 1))
     return np.stack(images)
+
+
+def register_pipeline_folder(path, name: str, modalities: list[str], licence: str, version: str = "1",
+                             model_card: str = "", config: dict | None = None):
+    """Create or update the generator for a local pipeline folder (checked by loading it). (generator, created)"""
+    from .models import Generator
+
+    info = describe_pipeline(path)
+    return Generator.objects.update_or_create(
+        name=name, version=version,
+        defaults={"kind": Generator.Kind.LOCAL_PIPELINE, "modalities": modalities, "path": str(path),
+                  "licence": licence[:300], "model_card": model_card, "config": {**(config or {}), **info}},
+    )

@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from generation.config import ConfigError
-from generation.models import Generator
-from generation.pipelines import describe_pipeline
+from generation.pipelines import register_pipeline_folder
 from readerstudy.imaging.models import Modality
 
 
@@ -20,13 +19,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         try:
-            info = describe_pipeline(opts["path"])
+            generator, created = register_pipeline_folder(
+                opts["path"], opts["name"], opts["modality"], opts["licence"], version=opts["generator_version"],
+                model_card=opts["description"])
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        generator, created = Generator.objects.update_or_create(
-            name=opts["name"], version=opts["generator_version"],
-            defaults={"kind": Generator.Kind.LOCAL_PIPELINE, "modalities": opts["modality"], "path": opts["path"],
-                      "licence": opts["licence"], "model_card": opts["description"], "config": info},
-        )
+        info = generator.config
         prompt = "takes text prompts" if info["takes_prompt"] else "unconditional"
         self.stdout.write(f"{'Registered' if created else 'Updated'} {generator} ({info['pipeline_class']}, {prompt})")

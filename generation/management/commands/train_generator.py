@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.config import ConfigError, TrainConfig
+from generation.config import ConfigError, TrainConfig, with_overrides
 from generation.registry import next_version_folder, register_generator
 from generation.training import train
 from readerstudy.jobs.progress import TerminalProgress
@@ -24,12 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             data = TrainConfig.from_file(opts["config"]).as_dict() if opts["config"] else TrainConfig().as_dict()
-            for pair in opts["set"]:
-                key, sep, value = pair.partition("=")
-                if not sep or key not in data:
-                    raise ConfigError(f"--set expects KEY=VALUE with a known key, got {pair!r}")
-                data[key] = _parse(value, data[key])
-            config = TrainConfig.from_dict(data)
+            config = TrainConfig.from_dict(with_overrides(data, opts["set"]))
             if opts["resume"]:
                 folder = Path(opts["resume"])
             else:
@@ -48,21 +43,3 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Saved model folder {folder}")
 
-
-def _parse(value: str, current):
-    if isinstance(current, bool):
-        return value.lower() in ("1", "true", "yes")
-    if isinstance(current, int):
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"expected an integer, got {value!r}") from None
-    if isinstance(current, float):
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"expected a number, got {value!r}") from None
-    if isinstance(current, list):
-        parts = [v for v in value.split(",") if v]
-        return [int(p) for p in parts] if current and isinstance(current[0], int) else parts
-    return value
