@@ -37,6 +37,15 @@ class TrainConfig:
     checkpoint_every: int = 250
     max_slices_per_volume: int = 64  # 2D training: content slices taken from each volume
     companded_ct: bool = True  # train CT in soft-tissue-weighted space (see generation/intensity.py)
+    # Volumes only: latent diffusion as in Medical Diffusion (Khader et al. 2023): first a MONAI AutoencoderKL
+    # (L1 + KL, and a patch-adversarial loss with adversarial_weight > 0), then the UNet in its latent space.
+    latent: bool = False
+    autoencoder_channels: list[int] = field(default_factory=lambda: [32, 64, 64])  # each level after the first halves every axis
+    latent_channels: int = 3
+    autoencoder_steps: int = 1000
+    autoencoder_learning_rate: float = 1e-4
+    kl_weight: float = 1e-6
+    adversarial_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -99,6 +108,27 @@ class TrainConfig:
         need(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
         need(isinstance(self.seed, int), "seed must be an integer")
+        if self.latent:
+            need(self.dims == 3, "latent diffusion is offered for volumes (dims=3)")
+            need(isinstance(self.autoencoder_channels, list) and len(self.autoencoder_channels) >= 2
+                 and all(isinstance(c, int) and c > 0 and c % 8 == 0 for c in self.autoencoder_channels),
+                 "autoencoder_channels needs two or more levels, each a positive multiple of 8")
+            need(isinstance(self.latent_channels, int) and 1 <= self.latent_channels <= 64,
+                 "latent_channels must be 1-64")
+            need(isinstance(self.autoencoder_steps, int) and self.autoencoder_steps >= 1,
+                 "autoencoder_steps must be at least 1")
+            need(0 < float(self.autoencoder_learning_rate) < 1, "autoencoder_learning_rate must be between 0 and 1")
+            need(float(self.kl_weight) >= 0 and float(self.adversarial_weight) >= 0,
+                 "kl_weight and adversarial_weight must not be negative")
+            grid = 2 ** (len(self.autoencoder_channels) - 1) * 2 ** levels
+            need(self.resolution % grid == 0 and self.depth % grid == 0,
+                 f"resolution and depth must be divisible by {grid} (the autoencoder's downsampling times the "
+                 f"UNet's {len(self.channels)} levels)")
+
+    @property
+    def latent_factor(self) -> int:
+        """How many voxels of the volume one latent voxel stands for, along each axis."""
+        return 2 ** (len(self.autoencoder_channels) - 1) if self.latent else 1
 
 
 def with_overrides(data: dict, pairs: list[str]) -> dict:

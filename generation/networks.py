@@ -41,10 +41,11 @@ def build_network(config: TrainConfig) -> torch.nn.Module:
 
 
 def _monai_kwargs(config: TrainConfig) -> dict:
+    channels = config.latent_channels if config.latent else 1  # a latent model denoises the autoencoder's latents
     return {
         "spatial_dims": 3,
-        "in_channels": 1,
-        "out_channels": 1,
+        "in_channels": channels,
+        "out_channels": channels,
         "channels": tuple(config.channels),
         "attention_levels": tuple(False for _ in config.channels),
         "num_res_blocks": config.layers_per_block,
@@ -89,3 +90,39 @@ def load_network(folder: Path, config: TrainConfig) -> torch.nn.Module:
         network = build_network(config)
         network.load_state_dict({k: v.float() for k, v in load_file(folder / "diffusion_pytorch_model.safetensors").items()})
     return network.float().eval()
+
+
+AUTOENCODER_DIR = "autoencoder"
+
+
+def _autoencoder_kwargs(config: TrainConfig) -> dict:
+    levels = len(config.autoencoder_channels)
+    return {
+        "spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": tuple(config.autoencoder_channels),
+        "latent_channels": config.latent_channels, "num_res_blocks": config.layers_per_block,
+        "attention_levels": (False,) * levels, "norm_num_groups": 8,
+        "with_encoder_nonlocal_attn": False, "with_decoder_nonlocal_attn": False,
+    }
+
+
+def build_autoencoder(config: TrainConfig) -> torch.nn.Module:
+    """MONAI's AutoencoderKL for a latent volume model (each level after the first halves every axis)."""
+    from monai.networks.nets import AutoencoderKL
+
+    return AutoencoderKL(**_autoencoder_kwargs(config))
+
+
+def save_autoencoder(autoencoder: torch.nn.Module, config: TrainConfig, folder: Path, dtype=torch.float32) -> None:
+    folder = Path(folder) / AUTOENCODER_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "monai.AutoencoderKL",
+                                                    **_autoencoder_kwargs(config)}, indent=2))
+    state = {k: v.detach().to(dtype).contiguous() for k, v in autoencoder.state_dict().items()}
+    save_file(state, folder / "diffusion_pytorch_model.safetensors")
+
+
+def load_autoencoder(folder: Path, config: TrainConfig) -> torch.nn.Module:
+    autoencoder = build_autoencoder(config)
+    weights = load_file(Path(folder) / AUTOENCODER_DIR / "diffusion_pytorch_model.safetensors")
+    autoencoder.load_state_dict({k: v.float() for k, v in weights.items()})
+    return autoencoder.float().eval()

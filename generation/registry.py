@@ -39,7 +39,10 @@ def read_model_folder(folder) -> dict:
     if meta.get("format") != "readerstudy-generator/1":
         raise ConfigError(f"{meta_path} is not a reader-study generator description")
     TrainConfig.from_dict(meta["config"])
-    for needed in ("unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"):
+    needs = ["unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"]
+    if meta["config"].get("latent"):
+        needs.append("autoencoder/diffusion_pytorch_model.safetensors")
+    for needed in needs:
         if not (folder / needed).exists():
             raise ConfigError(f"{folder} is incomplete: {needed} is missing")
     return meta
@@ -72,7 +75,7 @@ def export_model_folder(src, dst, half: bool = True) -> Path:
 
     import torch
 
-    from .networks import load_network, save_network
+    from .networks import load_autoencoder, load_network, save_autoencoder, save_network
 
     src, dst = Path(src), Path(dst)
     meta = read_model_folder(src)
@@ -80,7 +83,10 @@ def export_model_folder(src, dst, half: bool = True) -> Path:
         raise ConfigError(f"{dst} already exists")
     config = TrainConfig.from_dict(meta["config"])
     dst.mkdir(parents=True)
-    save_network(load_network(src, config), config, dst, dtype=torch.float16 if half else torch.float32)
+    dtype = torch.float16 if half else torch.float32
+    save_network(load_network(src, config), config, dst, dtype=dtype)
+    if config.latent:
+        save_autoencoder(load_autoencoder(src, config), config, dst, dtype=dtype)
     shutil.copytree(src / "scheduler", dst / "scheduler")
     for name in (META, "MODEL_CARD.md"):
         shutil.copy(src / name, dst / name)

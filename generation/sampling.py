@@ -14,7 +14,7 @@ from diffusers import DDIMScheduler
 
 from .config import DEFAULT_STEPS, ConfigError, TrainConfig
 from .intensity import model_to_unit
-from .networks import denoise, load_network
+from .networks import denoise, load_autoencoder, load_network
 from .registry import read_model_folder
 from .training import pick_device
 
@@ -27,10 +27,14 @@ class LoadedModel:
     config: TrainConfig
     network: torch.nn.Module
     device: torch.device
+    autoencoder: torch.nn.Module | None = None  # latent models decode their samples with it
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        r = self.config.resolution
+        """The shape the diffusion runs in: the image, or a latent model's latent grid."""
+        r, f = self.config.resolution, self.config.latent_factor
+        if self.config.latent:
+            return (self.config.latent_channels, self.config.depth // f, r // f, r // f)
         return (1, self.config.depth, r, r) if self.config.dims == 3 else (1, r, r)
 
 
@@ -46,7 +50,8 @@ def load_model(folder, device: torch.device | None = None) -> LoadedModel:
         meta = read_model_folder(folder)
         config = TrainConfig.from_dict(meta["config"])
         network = load_network(folder, config).to(device)
-        _cache[key] = LoadedModel(folder, meta, config, network, device)
+        autoencoder = load_autoencoder(folder, config).to(device) if config.latent else None
+        _cache[key] = LoadedModel(folder, meta, config, network, device, autoencoder)
     return _cache[key]
 
 
@@ -80,6 +85,9 @@ def sample(model: LoadedModel, modality: str, seeds: list[int], steps: int = DEF
                 x = scheduler.step(eps, t, x, eta=0.0).prev_sample
                 if on_step:
                     on_step(k, len(scheduler.timesteps))
+        if model.autoencoder is not None:  # latent diffusion: back from the latent grid to the volume
+            with torch.no_grad():
+                x = model.autoencoder.decode_stage_2_outputs(x / model.meta["latent"]["scale_factor"])
         model_space = ((x.clamp(-1, 1) + 1) / 2).squeeze(1).float().cpu().numpy()
         out.append(model_to_unit(model_space, modality, model.config.companded_ct))
         if progress:

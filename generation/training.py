@@ -8,6 +8,7 @@ resume bit-for-bit: weights, EMA, optimiser, step, random states).
 
 import copy
 import datetime
+from dataclasses import dataclass
 import json
 import os
 import tempfile
@@ -20,8 +21,8 @@ from diffusers import DDPMScheduler
 from readerstudy.jobs.progress import NullProgress
 
 from .config import ConfigError, TrainConfig
-from .data import build_training_set
-from .networks import build_network, denoise, save_network
+from .data import TrainingSet, build_training_set
+from .networks import build_autoencoder, build_network, denoise, save_autoencoder, save_network
 
 CHECKPOINT = "checkpoints/last.pt"
 META = "generator.json"
@@ -95,13 +96,19 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     data = data if data is not None else build_training_set(config)
+    noise_generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    progress.start(config.steps + (config.autoencoder_steps if config.latent else 0))
+    stage_one = None
+    if config.latent:  # first the autoencoder; the diffusion model then learns its (scaled) latents
+        stage_one = _autoencoder_stage(config, data, device, rng, noise_generator, progress, checkpoint_path,
+                                       state if resume else None)
+        data = stage_one.latents
     network = build_network(config).to(device)
     ema = copy.deepcopy(network).requires_grad_(False)
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=0.0)
     scheduler = make_scheduler(config)
     step, losses = 0, []
-    noise_generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    if resume:
+    if resume and "network" in state:
         network.load_state_dict(state["network"])
         ema.load_state_dict(state["ema"])
         optimiser.load_state_dict(state["optimiser"])
@@ -115,11 +122,11 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
                 "config": config.as_dict(), "network": network.state_dict(), "ema": ema.state_dict(),
                 "optimiser": optimiser.state_dict(), "step": step, "losses": losses,
                 "numpy_rng": rng.bit_generator.state, "torch_rng": noise_generator.get_state(),
+                **(stage_one.checkpoint_part() if stage_one else {}),
             },
             checkpoint_path,
         )
 
-    progress.start(config.steps)
     progress.advance(step)
     alphas = scheduler.alphas_cumprod.to(device)
     network.train()
@@ -150,13 +157,116 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
         if step % config.checkpoint_every == 0 or step == config.steps:
             checkpoint()
 
-    save_model_folder(folder, ema, config, scheduler, data, losses, name=name or folder.name, bf16=bf16)
+    save_model_folder(folder, ema, config, scheduler, data, losses, name=name or folder.name, bf16=bf16,
+                      stage_one=stage_one)
     return folder
 
 
-def save_model_folder(folder, network, config, scheduler, data, losses, name, bf16, dtype=torch.float32) -> None:
+@dataclass
+class AutoencoderStage:
+    """The trained autoencoder of a latent model, its latent scale and the training set as latents."""
+
+    autoencoder: torch.nn.Module
+    scale_factor: float
+    latents: TrainingSet
+    losses: list
+
+    def checkpoint_part(self) -> dict:
+        return {"stage": "diffusion", "autoencoder": self.autoencoder.state_dict(),
+                "scale_factor": self.scale_factor, "autoencoder_losses": self.losses}
+
+
+def _autoencoder_stage(config: TrainConfig, data: TrainingSet, device, rng, noise_generator, progress,
+                       checkpoint_path: Path, saved: dict | None) -> AutoencoderStage:
+    """Train (or restore) the AutoencoderKL of a latent model: L1 + KL (+ patch-adversarial), checkpointed."""
+    autoencoder = build_autoencoder(config).to(device)
+    if saved is not None and saved.get("stage") == "diffusion":  # finished before the checkpoint was written
+        autoencoder.load_state_dict(saved["autoencoder"])
+        progress.advance(config.autoencoder_steps)
+        return AutoencoderStage(autoencoder.eval(), saved["scale_factor"],
+                                _latents(autoencoder, data, saved["scale_factor"], device)[0],
+                                saved["autoencoder_losses"])
+    optimiser = torch.optim.AdamW(autoencoder.parameters(), lr=config.autoencoder_learning_rate, weight_decay=0.0)
+    adversarial = config.adversarial_weight > 0
+    if adversarial:
+        from monai.losses import PatchAdversarialLoss
+        from monai.networks.nets import PatchDiscriminator
+
+        # Each layer halves the volume with a 4-wide kernel: as many as its smallest side allows, up to 3.
+        layers = int(max(1, min(3, np.log2(min(config.depth, config.resolution)) - 2)))
+        discriminator = PatchDiscriminator(spatial_dims=3, num_layers_d=layers, channels=16, in_channels=1,
+                                           out_channels=1, norm="INSTANCE").to(device)
+        d_optimiser = torch.optim.AdamW(discriminator.parameters(), lr=config.autoencoder_learning_rate)
+        adversarial_loss = PatchAdversarialLoss(criterion="least_squares")
+    step, losses = 0, []
+    if saved is not None:
+        autoencoder.load_state_dict(saved["autoencoder"])
+        optimiser.load_state_dict(saved["autoencoder_optimiser"])
+        if adversarial:
+            discriminator.load_state_dict(saved["discriminator"])
+            d_optimiser.load_state_dict(saved["discriminator_optimiser"])
+        step, losses = saved["autoencoder_step"], saved["autoencoder_losses"]
+        rng.bit_generator.state = saved["numpy_rng"]
+        noise_generator.set_state(saved["torch_rng"])
+        torch.set_rng_state(saved["torch_global_rng"])  # AutoencoderKL samples its latents with it
+    progress.advance(step)
+    autoencoder.train()
+    while step < config.autoencoder_steps:
+        progress.check_cancelled()
+        x, _ = data.batch(rng, config.batch_size)
+        x = x.to(device)
+        reconstruction, z_mu, z_sigma = autoencoder(x)
+        l1 = torch.nn.functional.l1_loss(reconstruction.float(), x)
+        kl = 0.5 * torch.sum(z_mu.pow(2) + z_sigma.pow(2) - torch.log(z_sigma.pow(2)) - 1, dim=[1, 2, 3, 4]).mean()
+        loss = l1 + config.kl_weight * kl
+        if adversarial:
+            fake = discriminator(reconstruction.contiguous().float())[-1]
+            loss = loss + config.adversarial_weight * adversarial_loss(fake, target_is_real=True, for_discriminator=False)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(autoencoder.parameters(), 1.0)
+        optimiser.step()
+        if adversarial:
+            d_loss = (adversarial_loss(discriminator(reconstruction.detach().contiguous())[-1], target_is_real=False,
+                                       for_discriminator=True)
+                      + adversarial_loss(discriminator(x.contiguous())[-1], target_is_real=True,
+                                         for_discriminator=True)) / 2
+            d_optimiser.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_optimiser.step()
+        step += 1
+        losses.append(l1.item())
+        progress.advance(1, f"autoencoder step {step}/{config.autoencoder_steps} L1 {np.mean(losses[-50:]):.4f}")
+        if step % config.checkpoint_every == 0 or step == config.autoencoder_steps:
+            _atomic_torch_save({
+                "config": config.as_dict(), "stage": "autoencoder", "autoencoder": autoencoder.state_dict(),
+                "autoencoder_optimiser": optimiser.state_dict(), "autoencoder_step": step,
+                "autoencoder_losses": losses, "numpy_rng": rng.bit_generator.state,
+                "torch_rng": noise_generator.get_state(), "torch_global_rng": torch.get_rng_state(),
+                **({"discriminator": discriminator.state_dict(),
+                    "discriminator_optimiser": d_optimiser.state_dict()} if adversarial else {}),
+            }, checkpoint_path)
+    autoencoder.eval()
+    latents, scale = _latents(autoencoder, data, None, device)
+    return AutoencoderStage(autoencoder, scale, latents, losses)
+
+
+def _latents(autoencoder, data: TrainingSet, scale_factor: float | None, device) -> tuple[TrainingSet, float]:
+    """The training volumes as latent means, scaled to unit spread (the scale is kept with the model)."""
+    with torch.no_grad():
+        means = torch.cat([autoencoder.encode(data.images[i:i + 8].to(device))[0].cpu()
+                           for i in range(0, len(data), 8)])
+    scale = scale_factor if scale_factor is not None else float(1 / means.std().clamp_min(1e-6))
+    return TrainingSet(images=means * scale, labels=data.labels, items=data.items, datasets=data.datasets,
+                       groups=data.groups, orientation=data.orientation), scale
+
+
+def save_model_folder(folder, network, config, scheduler, data, losses, name, bf16, dtype=torch.float32,
+                      stage_one: "AutoencoderStage | None" = None) -> None:
     folder = Path(folder)
     save_network(network, config, folder, dtype=dtype)
+    if stage_one is not None:
+        save_autoencoder(stage_one.autoencoder, config, folder, dtype=dtype)
     scheduler.save_pretrained(folder / "scheduler")
     meta = {
         "format": "readerstudy-generator/1",
@@ -179,8 +289,24 @@ def save_model_folder(folder, network, config, scheduler, data, losses, name, bf
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
     }
+    if stage_one is not None:
+        meta["latent"] = {"scale_factor": stage_one.scale_factor, "factor": config.latent_factor,
+                          "channels": config.latent_channels, "autoencoder_steps_trained": len(stage_one.losses),
+                          "autoencoder_final_l1": float(np.mean(stage_one.losses[-50:])) if stage_one.losses else None}
     (folder / META).write_text(json.dumps(meta, indent=2))
     (folder / "MODEL_CARD.md").write_text(model_card(meta))
+
+
+def _latent_line(meta: dict) -> str:
+    latent = meta.get("latent")
+    if not latent:
+        return ""
+    c = meta["config"]
+    return (f"\n- Latent diffusion (as Medical Diffusion): a MONAI AutoencoderKL (channels {c['autoencoder_channels']}, "
+            f"{latent['channels']} latent channels, {latent['factor']}x smaller along each axis; L1 + KL weight "
+            f"{c['kl_weight']}, adversarial weight {c['adversarial_weight']}; {latent['autoencoder_steps_trained']} "
+            f"steps, final L1 {latent['autoencoder_final_l1']}), the diffusion model in its latent space "
+            f"(scale factor {latent['scale_factor']:.4f})")
 
 
 def model_card(meta: dict) -> str:
@@ -192,7 +318,7 @@ def model_card(meta: dict) -> str:
 **Not for clinical use.** A research model that makes synthetic medical images for
 blinded reader studies. Its output must never be used for diagnosis or treatment.
 
-- Kind: class-conditional DDPM ({kind}, {size}), sampled with DDIM
+- Kind: class-conditional DDPM ({kind}, {size}), sampled with DDIM{_latent_line(meta)}
 - Classes (modalities): {', '.join(meta['modalities'])}
 - Trained: {meta['steps_trained']} steps, batch {meta['config']['batch_size']}, learning rate {meta['config']['learning_rate']},
   EMA {meta['config']['ema_decay']}, seed {meta['config']['seed']}, precision {meta['precision']}, final loss {meta['final_loss']}
