@@ -6,9 +6,12 @@ class GenerationConfig(AppConfig):
     verbose_name = "Generation"
 
     def ready(self):
+        from django.conf import settings
+
         from readerstudy.jobs.models import Job
         from readerstudy.jobs.queue import register
 
-        # Resumable by seed: a retry makes only the samples still missing.
-        register(Job.Kind.GENERATE, "generation.generate.run_generation")
-        register(Job.Kind.REALISM, "generation.realism.run_realism_job")
+        # Resumable by seed: a retry makes only the samples still missing. Both run models (or, for
+        # realism, read many images): on the model queue, which GPU machines' workers take.
+        register(Job.Kind.GENERATE, "generation.generate.run_generation", queue=settings.MODEL_QUEUE)
+        register(Job.Kind.REALISM, "generation.realism.run_realism_job", queue=settings.MODEL_QUEUE)

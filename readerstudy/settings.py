@@ -182,8 +182,14 @@ if TASKS_BACKEND not in _TASK_BACKENDS:
     raise ImproperlyConfigured(
         f"READERSTUDY_TASKS_BACKEND must be one of {sorted(_TASK_BACKENDS)}, got {TASKS_BACKEND!r}"
     )
-TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND], "QUEUES": ["default"]}}
-RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 24 * 3600}}
+# Work that runs models (generation, realism) goes to its own queue when GPU machines take it:
+# READERSTUDY_MODEL_QUEUE=gpu, and on each GPU machine a worker for that queue only.
+MODEL_QUEUE = os.environ.get("READERSTUDY_MODEL_QUEUE", "default")
+if not MODEL_QUEUE.replace("-", "").replace("_", "").isalnum():
+    raise ImproperlyConfigured(f"READERSTUDY_MODEL_QUEUE must be a simple name, got {MODEL_QUEUE!r}")
+_QUEUES = sorted({"default", MODEL_QUEUE})
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND], "QUEUES": _QUEUES}}
+RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 24 * 3600} for name in _QUEUES}
 if TASKS_BACKEND == "rq":
     INSTALLED_APPS += ["django_rq"]
 # A running job's worker writes a heartbeat this often, whatever its progress; `recover_jobs`

@@ -241,3 +241,20 @@ def test_a_failed_job_row_leaves_no_staged_files(real_dataset, monkeypatch, sett
     with pytest.raises(RuntimeError):
         imaging_tasks.create_upload_job(data)
     assert not any(p.name.startswith("staged-") for p in settings.UPLOAD_ROOT.iterdir())
+
+
+def test_model_work_goes_to_the_model_queue_which_gpu_workers_take(test_kind, settings,
+                                                                   django_capture_on_commit_callbacks):
+    from django_tasks_db.models import DBTaskResult
+
+    from readerstudy.jobs.queue import kind_of
+
+    # Generation and realism jobs are registered on settings.MODEL_QUEUE (READERSTUDY_MODEL_QUEUE).
+    assert kind_of(Job.Kind.GENERATE).queue == kind_of(Job.Kind.REALISM).queue == settings.MODEL_QUEUE
+    assert kind_of(Job.Kind.IMPORT).queue == "default"
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "gpu"]}}
+    test_kind("quick", queue="gpu")  # as GENERATE is registered with READERSTUDY_MODEL_QUEUE=gpu
+    with django_capture_on_commit_callbacks(execute=True):
+        job = create_job(Job.Kind.TRAIN, {})
+    job.refresh_from_db()
+    assert DBTaskResult.objects.get(id=job.task_id).queue_name == "gpu"  # a `db_worker --queue-name gpu` takes it
