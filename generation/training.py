@@ -77,10 +77,16 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
 
     `data` (a TrainingSet) defaults to the real pool items the config selects.
     """
+    from accelerate import Accelerator
+
     config.validate()
     folder = Path(folder)
     progress = progress or NullProgress()
-    device = pick_device()
+    # Through accelerate: one device here, every GPU and node under `accelerate launch` (the networks
+    # wrapped for data-parallel training; bf16 stays the explicit autocast below).
+    accelerator = Accelerator(cpu=pick_device().type == "cpu")
+    device = accelerator.device
+    rank = accelerator.process_index
     bf16 = use_bf16(config, device)
     checkpoint_path = folder / CHECKPOINT
     if resume:
@@ -93,14 +99,15 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
     elif checkpoint_path.exists() or (folder / META).exists():
         raise ConfigError(f"{folder} already holds a model; resume it or choose a new folder")
 
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)  # the same initial weights in every process
+    # Each process draws its own batches; the first as a single process would, so it resumes bit for bit.
+    rng = np.random.default_rng(config.seed if rank == 0 else [config.seed, rank])
     data = data if data is not None else build_training_set(config)
-    noise_generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    noise_generator = torch.Generator(device="cpu").manual_seed(config.seed + 7919 * rank)
     progress.start(config.steps + (config.autoencoder_steps if config.latent else 0))
     stage_one = None
     if config.latent:  # first the autoencoder; the diffusion model then learns its (scaled) latents
-        stage_one = _autoencoder_stage(config, data, device, rng, noise_generator, progress, checkpoint_path,
+        stage_one = _autoencoder_stage(config, data, accelerator, rng, noise_generator, progress, checkpoint_path,
                                        state if resume else None)
         data = stage_one.latents
     network = build_network(config).to(device)
@@ -113,13 +120,16 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
         ema.load_state_dict(state["ema"])
         optimiser.load_state_dict(state["optimiser"])
         step, losses = state["step"], state["losses"]
-        rng.bit_generator.state = state["numpy_rng"]
-        noise_generator.set_state(state["torch_rng"])
+        _restore_streams(rng, noise_generator, state, rank, config.seed, step)
+    network, optimiser = accelerator.prepare(network, optimiser)
 
     def checkpoint():
+        if not accelerator.is_main_process:
+            return
         _atomic_torch_save(
             {
-                "config": config.as_dict(), "network": network.state_dict(), "ema": ema.state_dict(),
+                "config": config.as_dict(), "network": accelerator.unwrap_model(network).state_dict(),
+                "ema": ema.state_dict(),
                 "optimiser": optimiser.state_dict(), "step": step, "losses": losses,
                 "numpy_rng": rng.bit_generator.state, "torch_rng": noise_generator.get_state(),
                 **(stage_one.checkpoint_part() if stage_one else {}),
@@ -144,12 +154,12 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
             prediction = denoise(network, noisy, t, labels)
         loss = torch.nn.functional.mse_loss(prediction.float(), noise)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(network.parameters(), 1.0)
         optimiser.step()
         with torch.no_grad():
             decay = min(config.ema_decay, (1 + step) / (10 + step))
-            for e, p in zip(ema.parameters(), network.parameters()):
+            for e, p in zip(ema.parameters(), accelerator.unwrap_model(network).parameters()):
                 e.lerp_(p, 1 - decay)
         step += 1
         losses.append(loss.item())
@@ -157,9 +167,21 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
         if step % config.checkpoint_every == 0 or step == config.steps:
             checkpoint()
 
-    save_model_folder(folder, ema, config, scheduler, data, losses, name=name or folder.name, bf16=bf16,
-                      stage_one=stage_one)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_model_folder(folder, ema, config, scheduler, data, losses, name=name or folder.name, bf16=bf16,
+                          stage_one=stage_one)
     return folder
+
+
+def _restore_streams(rng, noise_generator, state: dict, rank: int, seed: int, step: int) -> None:
+    """Random streams at a checkpoint: the first process's as saved, the others' reseeded at that step."""
+    if rank == 0:
+        rng.bit_generator.state = state["numpy_rng"]
+        noise_generator.set_state(state["torch_rng"])
+    else:
+        rng.bit_generator.state = np.random.default_rng([seed, rank, step]).bit_generator.state
+        noise_generator.manual_seed(seed + 7919 * rank + step)
 
 
 @dataclass
@@ -176,9 +198,10 @@ class AutoencoderStage:
                 "scale_factor": self.scale_factor, "autoencoder_losses": self.losses}
 
 
-def _autoencoder_stage(config: TrainConfig, data: TrainingSet, device, rng, noise_generator, progress,
+def _autoencoder_stage(config: TrainConfig, data: TrainingSet, accelerator, rng, noise_generator, progress,
                        checkpoint_path: Path, saved: dict | None) -> AutoencoderStage:
     """Train (or restore) the AutoencoderKL of a latent model: L1 + KL (+ patch-adversarial), checkpointed."""
+    device = accelerator.device
     autoencoder = build_autoencoder(config).to(device)
     if saved is not None and saved.get("stage") == "diffusion":  # finished before the checkpoint was written
         autoencoder.load_state_dict(saved["autoencoder"])
@@ -206,9 +229,12 @@ def _autoencoder_stage(config: TrainConfig, data: TrainingSet, device, rng, nois
             discriminator.load_state_dict(saved["discriminator"])
             d_optimiser.load_state_dict(saved["discriminator_optimiser"])
         step, losses = saved["autoencoder_step"], saved["autoencoder_losses"]
-        rng.bit_generator.state = saved["numpy_rng"]
-        noise_generator.set_state(saved["torch_rng"])
-        torch.set_rng_state(saved["torch_global_rng"])  # AutoencoderKL samples its latents with it
+        _restore_streams(rng, noise_generator, saved, accelerator.process_index, config.seed, step)
+        if accelerator.process_index == 0:
+            torch.set_rng_state(saved["torch_global_rng"])  # AutoencoderKL samples its latents with it
+    autoencoder, optimiser = accelerator.prepare(autoencoder, optimiser)
+    if adversarial:
+        discriminator, d_optimiser = accelerator.prepare(discriminator, d_optimiser)
     progress.advance(step)
     autoencoder.train()
     while step < config.autoencoder_steps:
@@ -223,8 +249,8 @@ def _autoencoder_stage(config: TrainConfig, data: TrainingSet, device, rng, nois
             fake = discriminator(reconstruction.contiguous().float())[-1]
             loss = loss + config.adversarial_weight * adversarial_loss(fake, target_is_real=True, for_discriminator=False)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(autoencoder.parameters(), 1.0)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(autoencoder.parameters(), 1.0)
         optimiser.step()
         if adversarial:
             d_loss = (adversarial_loss(discriminator(reconstruction.detach().contiguous())[-1], target_is_real=False,
@@ -232,21 +258,22 @@ def _autoencoder_stage(config: TrainConfig, data: TrainingSet, device, rng, nois
                       + adversarial_loss(discriminator(x.contiguous())[-1], target_is_real=True,
                                          for_discriminator=True)) / 2
             d_optimiser.zero_grad(set_to_none=True)
-            d_loss.backward()
+            accelerator.backward(d_loss)
             d_optimiser.step()
         step += 1
         losses.append(l1.item())
         progress.advance(1, f"autoencoder step {step}/{config.autoencoder_steps} L1 {np.mean(losses[-50:]):.4f}")
-        if step % config.checkpoint_every == 0 or step == config.autoencoder_steps:
+        if accelerator.is_main_process and (step % config.checkpoint_every == 0 or step == config.autoencoder_steps):
             _atomic_torch_save({
-                "config": config.as_dict(), "stage": "autoencoder", "autoencoder": autoencoder.state_dict(),
+                "config": config.as_dict(), "stage": "autoencoder",
+                "autoencoder": accelerator.unwrap_model(autoencoder).state_dict(),
                 "autoencoder_optimiser": optimiser.state_dict(), "autoencoder_step": step,
                 "autoencoder_losses": losses, "numpy_rng": rng.bit_generator.state,
                 "torch_rng": noise_generator.get_state(), "torch_global_rng": torch.get_rng_state(),
-                **({"discriminator": discriminator.state_dict(),
+                **({"discriminator": accelerator.unwrap_model(discriminator).state_dict(),
                     "discriminator_optimiser": d_optimiser.state_dict()} if adversarial else {}),
             }, checkpoint_path)
-    autoencoder.eval()
+    autoencoder = accelerator.unwrap_model(autoencoder).eval()
     latents, scale = _latents(autoencoder, data, None, device)
     return AutoencoderStage(autoencoder, scale, latents, losses)
 

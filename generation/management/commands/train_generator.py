@@ -37,6 +37,10 @@ class Command(BaseCommand):
                 progress.close()
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
+        from accelerate import PartialState
+
+        if not PartialState().is_main_process:  # `accelerate launch`: the first process saved; it registers
+            return
         if not opts["no_register"]:
             generator = register_generator(folder)
             self.stdout.write(f"Registered generator {generator} (id {generator.pk}) from {folder}")
