@@ -37,6 +37,9 @@ class TrainConfig:
     checkpoint_every: int = 250
     max_slices_per_volume: int = 64  # 2D training: content slices taken from each volume
     companded_ct: bool = True  # train CT in soft-tissue-weighted space (see generation/intensity.py)
+    # Intensity calibration after training (generation/calibration.py): this many samples per modality
+    # give a monotone map of the model's output onto the training data's intensities (0: none).
+    calibration_samples: int = 16
     # Volumes only: latent diffusion as in Medical Diffusion (Khader et al. 2023): first a MONAI AutoencoderKL
     # (L1 + KL, and a patch-adversarial loss with adversarial_weight > 0), then the UNet in its latent space.
     latent: bool = False
@@ -108,6 +111,8 @@ class TrainConfig:
         need(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
         need(isinstance(self.seed, int), "seed must be an integer")
+        need(isinstance(self.calibration_samples, int) and 0 <= self.calibration_samples <= 4096,
+             "calibration_samples must be 0-4096")
         if self.latent:
             need(self.dims == 3, "latent diffusion is offered for volumes (dims=3)")
             need(isinstance(self.autoencoder_channels, list) and len(self.autoencoder_channels) >= 2

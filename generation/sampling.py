@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
+from . import calibration
 from .config import DEFAULT_STEPS, ConfigError, TrainConfig
 from .intensity import model_to_unit
 from .networks import denoise, load_autoencoder, load_network
@@ -55,9 +56,19 @@ def load_model(folder, device: torch.device | None = None) -> LoadedModel:
     return _cache[key]
 
 
+def forget(folder) -> None:
+    """Drop a model folder from this process's cache (after its files changed)."""
+    prefix = f"{Path(folder).resolve()}:"
+    for key in [k for k in _cache if k.startswith(prefix)]:
+        del _cache[key]
+
+
 def sample(model: LoadedModel, modality: str, seeds: list[int], steps: int = DEFAULT_STEPS, batch_size: int = 8,
-           progress=None, on_step=None) -> np.ndarray:
+           progress=None, on_step=None, model_space: bool = False, calibrated: bool = True) -> np.ndarray:
     """Samples in canonical unit space [0, 1] (codes / 4095), shape (len(seeds), [depth,] rows, cols).
+
+    Values go through the model's intensity calibration where it has one (generation/calibration.py);
+    `model_space` returns them in the model's own space instead (what calibration measures).
 
     `on_step(done, total)` is called after every denoising step, so a job can show
     progress (and stay alive) within a batch that takes minutes.
@@ -88,8 +99,10 @@ def sample(model: LoadedModel, modality: str, seeds: list[int], steps: int = DEF
         if model.autoencoder is not None:  # latent diffusion: back from the latent grid to the volume
             with torch.no_grad():
                 x = model.autoencoder.decode_stage_2_outputs(x / model.meta["latent"]["scale_factor"])
-        model_space = ((x.clamp(-1, 1) + 1) / 2).squeeze(1).float().cpu().numpy()
-        out.append(model_to_unit(model_space, modality, model.config.companded_ct))
+        values = ((x.clamp(-1, 1) + 1) / 2).squeeze(1).float().cpu().numpy()
+        if calibrated and modality in model.meta.get("calibration", {}):
+            values = calibration.apply(values, model.meta["calibration"][modality])
+        out.append(values if model_space else model_to_unit(values, modality, model.config.companded_ct))
         if progress:
             progress.advance(len(chunk))
     return np.concatenate(out)

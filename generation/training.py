@@ -192,6 +192,7 @@ class AutoencoderStage:
     scale_factor: float
     latents: TrainingSet
     losses: list
+    pixels: torch.Tensor  # the training volumes themselves (intensity calibration compares with them)
 
     def checkpoint_part(self) -> dict:
         return {"stage": "diffusion", "autoencoder": self.autoencoder.state_dict(),
@@ -208,7 +209,7 @@ def _autoencoder_stage(config: TrainConfig, data: TrainingSet, accelerator, rng,
         progress.advance(config.autoencoder_steps)
         return AutoencoderStage(autoencoder.eval(), saved["scale_factor"],
                                 _latents(autoencoder, data, saved["scale_factor"], device)[0],
-                                saved["autoencoder_losses"])
+                                saved["autoencoder_losses"], data.images)
     optimiser = torch.optim.AdamW(autoencoder.parameters(), lr=config.autoencoder_learning_rate, weight_decay=0.0)
     adversarial = config.adversarial_weight > 0
     if adversarial:
@@ -275,7 +276,7 @@ def _autoencoder_stage(config: TrainConfig, data: TrainingSet, accelerator, rng,
             }, checkpoint_path)
     autoencoder = accelerator.unwrap_model(autoencoder).eval()
     latents, scale = _latents(autoencoder, data, None, device)
-    return AutoencoderStage(autoencoder, scale, latents, losses)
+    return AutoencoderStage(autoencoder, scale, latents, losses, data.images)
 
 
 def _latents(autoencoder, data: TrainingSet, scale_factor: float | None, device) -> tuple[TrainingSet, float]:
@@ -316,12 +317,41 @@ def save_model_folder(folder, network, config, scheduler, data, losses, name, bf
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
     }
+    if config.calibration_samples:
+        from .calibration import calibrate
+        from .sampling import LoadedModel
+
+        model = LoadedModel(folder, meta, config, network.eval(), next(network.parameters()).device,
+                            stage_one.autoencoder if stage_one else None)
+        if stage_one is not None:
+            meta["latent"] = {"scale_factor": stage_one.scale_factor}  # what decoding needs; completed below
+        images, labels = _pixel_set(data, stage_one)
+        meta["calibration"] = calibrate(model, images, labels, steps=CALIBRATION_STEPS)
     if stage_one is not None:
         meta["latent"] = {"scale_factor": stage_one.scale_factor, "factor": config.latent_factor,
                           "channels": config.latent_channels, "autoencoder_steps_trained": len(stage_one.losses),
                           "autoencoder_final_l1": float(np.mean(stage_one.losses[-50:])) if stage_one.losses else None}
     (folder / META).write_text(json.dumps(meta, indent=2))
     (folder / "MODEL_CARD.md").write_text(model_card(meta))
+
+
+CALIBRATION_STEPS = 50
+
+
+def _pixel_set(data: TrainingSet, stage_one) -> tuple[np.ndarray, np.ndarray]:
+    """The training images in [-1, 1] and their labels (a latent model's data set holds latents)."""
+    images = stage_one.pixels if stage_one is not None else data.images
+    return images.numpy(), data.labels.numpy()
+
+
+def _calibration_line(meta: dict) -> str:
+    table = meta.get("calibration")
+    if not table:
+        return ""
+    n = next(iter(table.values()))["samples"]
+    return (f"\n- Intensity calibration: a monotone map of its output onto the training images' intensities per "
+            f"modality ({', '.join(table)}), from {n} samples each, so CT air, backgrounds and the grey-value "
+            "range match real images (generation/calibration.py)")
 
 
 def _latent_line(meta: dict) -> str:
@@ -345,7 +375,7 @@ def model_card(meta: dict) -> str:
 **Not for clinical use.** A research model that makes synthetic medical images for
 blinded reader studies. Its output must never be used for diagnosis or treatment.
 
-- Kind: class-conditional DDPM ({kind}, {size}), sampled with DDIM{_latent_line(meta)}
+- Kind: class-conditional DDPM ({kind}, {size}), sampled with DDIM{_latent_line(meta)}{_calibration_line(meta)}
 - Classes (modalities): {', '.join(meta['modalities'])}
 - Trained: {meta['steps_trained']} steps, batch {meta['config']['batch_size']}, learning rate {meta['config']['learning_rate']},
   EMA {meta['config']['ema_decay']}, seed {meta['config']['seed']}, precision {meta['precision']}, final loss {meta['final_loss']}

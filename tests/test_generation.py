@@ -30,8 +30,9 @@ from .services import REDIS_URL, available
 pytestmark = pytest.mark.django_db
 
 TINY_2D = {"dims": 2, "modalities": ["CT", "MR"], "resolution": 32, "channels": [16, 32], "attention": False,
+           "calibration_samples": 0,
            "steps": 4, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 2, "precision": "fp32"}
-TINY_3D = {"dims": 3, "modalities": ["MR"], "resolution": 16, "depth": 8, "channels": [16, 32],
+TINY_3D = {"dims": 3, "modalities": ["MR"], "resolution": 16, "depth": 8, "channels": [16, 32], "calibration_samples": 0,
            "steps": 3, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2, "precision": "fp32"}
 
 

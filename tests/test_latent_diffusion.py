@@ -43,8 +43,10 @@ def same(a, b) -> bool:
 
 
 def test_a_latent_model_trains_its_autoencoder_then_diffuses_in_latent_space(small_pool, tmp_path):  # noqa: F811
-    folder = train(TrainConfig.from_dict(TINY_LATENT), tmp_path / "ldm" / "v1", name="ldm")
+    folder = train(TrainConfig.from_dict({**TINY_LATENT, "calibration_samples": 2}), tmp_path / "ldm" / "v1",
+                   name="ldm")
     meta = read_model_folder(folder)
+    assert meta["calibration"]["MR"]["samples"] == 2  # calibrated on decoded volumes, like pixel models
     assert meta["latent"]["factor"] == 2 and meta["latent"]["channels"] == 2 and meta["latent"]["scale_factor"] > 0
     assert meta["latent"]["autoencoder_steps_trained"] == 3 and meta["steps_trained"] == 3
     assert "Latent diffusion (as Medical Diffusion)" in (folder / "MODEL_CARD.md").read_text()
