@@ -52,16 +52,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        try:
-            config = cls(**data)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from None
-        config.validate()
-        return config
+        return config_from_dict(cls, data)
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
@@ -134,6 +125,20 @@ class TrainConfig:
     def latent_factor(self) -> int:
         """How many voxels of the volume one latent voxel stands for, along each axis."""
         return 2 ** (len(self.autoencoder_channels) - 1) if self.latent else 1
+
+
+def config_from_dict(cls, data: dict):
+    """A validated config dataclass from a dict; unknown keys and bad values are a ConfigError naming them."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        config = cls(**data)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+    config.validate()
+    return config
 
 
 def with_overrides(data: dict, pairs: list[str]) -> dict:

@@ -20,7 +20,7 @@ import datetime
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from readerstudy.imaging.importing import content_slices
 from readerstudy.imaging.models import Modality, Origin, PoolItem
 from readerstudy.jobs.progress import NullProgress
 
-from .config import ConfigError
+from .config import ConfigError, config_from_dict
 
 META = "finetune.json"
 CHECKPOINT = "checkpoints/last.pt"
@@ -57,16 +57,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FinetuneConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        try:
-            config = cls(**data)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from None
-        config.validate()
-        return config
+        return config_from_dict(cls, data)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -169,6 +160,8 @@ def finetune(base, folder, config: FinetuneConfig, progress=None, resume: bool =
     from accelerate import Accelerator
     from diffusers import DDPMScheduler, DiffusionPipeline
 
+    from .training import atomic_torch_save
+
     config.validate()
     base, folder = Path(base), Path(folder)
     progress = progress or NullProgress()
@@ -248,7 +241,7 @@ def finetune(base, folder, config: FinetuneConfig, progress=None, resume: bool =
         if not accelerator.is_main_process:
             return
         model = accelerator.unwrap_model(unet)
-        _atomic_save({"base": str(base.resolve()), "config": config.as_dict(), "step": step, "losses": losses,
+        atomic_torch_save({"base": str(base.resolve()), "config": config.as_dict(), "step": step, "losses": losses,
                       "trainable": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
                       "optimiser": optimiser.state_dict(), "numpy_rng": rng.bit_generator.state,
                       "torch_rng": generator.get_state()}, checkpoint_path)
@@ -284,22 +277,6 @@ def finetune(base, folder, config: FinetuneConfig, progress=None, resume: bool =
         _save_folder(base, folder, accelerator.unwrap_model(unet), config, data, losses, name or folder.name,
                      resolution)
     return folder
-
-
-def _atomic_save(obj, path: Path) -> None:
-    import tempfile
-
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="partial-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _save_folder(base: Path, folder: Path, unet, config: FinetuneConfig, data: CaptionedImages, losses, name,

@@ -60,7 +60,8 @@ def make_scheduler(config: TrainConfig) -> DDPMScheduler:
     )
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to `path` through a temporary file, so a crash never leaves half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="partial-", suffix=".pt")
     os.close(fd)
@@ -126,7 +127,7 @@ def train(config: TrainConfig, folder: Path, progress=None, resume: bool = False
     def checkpoint():
         if not accelerator.is_main_process:
             return
-        _atomic_torch_save(
+        atomic_torch_save(
             {
                 "config": config.as_dict(), "network": accelerator.unwrap_model(network).state_dict(),
                 "ema": ema.state_dict(),
@@ -265,7 +266,7 @@ def _autoencoder_stage(config: TrainConfig, data: TrainingSet, accelerator, rng,
         losses.append(l1.item())
         progress.advance(1, f"autoencoder step {step}/{config.autoencoder_steps} L1 {np.mean(losses[-50:]):.4f}")
         if accelerator.is_main_process and (step % config.checkpoint_every == 0 or step == config.autoencoder_steps):
-            _atomic_torch_save({
+            atomic_torch_save({
                 "config": config.as_dict(), "stage": "autoencoder",
                 "autoencoder": accelerator.unwrap_model(autoencoder).state_dict(),
                 "autoencoder_optimiser": optimiser.state_dict(), "autoencoder_step": step,
