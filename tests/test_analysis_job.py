@@ -80,3 +80,28 @@ def test_two_processes_asking_at_once_share_one_job(db):
     assert queue.create_job(Job.Kind.ANALYSIS, {}, single_flight_key=key, enqueue=False).pk != holder.pk
     assert "cannot be retried" in queue.retry_refusal(Job.objects.create(kind=Job.Kind.ANALYSIS, title="x",
                                                                            status=Job.Status.FAILED))
+
+
+def test_an_analysis_that_failed_is_reported_not_started_again_on_every_reload(client, answered, settings,  # noqa: F811
+                                                                              monkeypatch,
+                                                                              django_capture_on_commit_callbacks):
+    from readerstudy.stats import analysis
+
+    settings.ANALYSIS_INLINE_ANSWERS = 10
+    study, _ = answered
+    dashboard = reverse("analysis", args=[study.slug])
+
+    def broken(*args, **kwargs):
+        raise ArithmeticError("a figure could not be computed")
+
+    monkeypatch.setattr(analysis, "analyse", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.get(dashboard)  # starts the job, which fails
+    job = Job.objects.get(kind=Job.Kind.ANALYSIS)
+    assert job.status == Job.Status.FAILED
+    with django_capture_on_commit_callbacks(execute=True):
+        page = client.get(dashboard)
+        data = client.get(reverse("analysis-json", args=[study.slug]))
+    assert "a figure could not be computed" in page.content.decode() and "Refresh" not in page
+    assert data.status_code == 500 and data.json()["status"] == "failed"
+    assert Job.objects.filter(kind=Job.Kind.ANALYSIS).count() == 1  # not started again for the same answers

@@ -279,6 +279,8 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         except OptionError as exc:
             raise ValidationError({"error": str(exc)}) from None
         _, result, job = analysis_or_job(self.get_object(), request.user, **options)
+        if job is not None and job.status == job.Status.FAILED:
+            return Response({"status": "failed", "job": job.pk, "error": job.error}, status=500)
         if job is not None:  # a large study: computed by a background job; ask again after Retry-After
             return Response({"status": "computing", "job": job.pk, "job_status": job.status, "percent": job.percent,
                              "message": job.message}, status=202, headers={"Retry-After": "2"})

@@ -499,6 +499,10 @@ def analysis_or_job(study, user=None, policy: str = "exclude", ci_method: str = 
         return key, result, None
     if answers <= settings.ANALYSIS_INLINE_ANSWERS:
         return key, analyse_into_cache(study, key, policy, ci_method), None
+    # A computation of this very state that failed is reported, not started again on every reload.
+    failed = Job.objects.filter(single_flight_key=key, status=Job.Status.FAILED).order_by("-created_at").first()
+    if failed is not None:
+        return key, None, failed
     job = create_job(Job.Kind.ANALYSIS, {"study_id": study.pk, "study_slug": study.slug, "policy": policy,
                                          "ci_method": ci_method},
                      user, title=f"Analysis of {study.name} ({answers:,} answers)", single_flight_key=key)

@@ -58,7 +58,8 @@ class DashboardView(AnalysisMixin, TemplateView):
         context = self.get_context_data(**kwargs)
         if context["job"] is not None:  # being computed: the page shows the progress and reloads itself
             response = self.response_class(request, ["stats/computing.html"], context)
-            response["Refresh"] = "2"
+            if not context["job"].is_finished:
+                response["Refresh"] = "2"
             response["Cache-Control"] = "no-store"
             return response
         return self.render_to_response(context)
@@ -83,7 +84,9 @@ class DashboardView(AnalysisMixin, TemplateView):
 
 
 def computing_response(job) -> JsonResponse:
-    """202 Accepted while the analysis job runs; ask again (Retry-After) for the result."""
+    """202 Accepted while the analysis job runs (ask again after Retry-After); 500 with its error if it failed."""
+    if job.status == job.Status.FAILED:
+        return JsonResponse({"status": "failed", "job": job.pk, "error": job.error}, status=500)
     response = JsonResponse({"status": "computing", "job": job.pk, "job_status": job.status,
                              "percent": job.percent, "message": job.message}, status=202)
     response["Retry-After"] = "2"
