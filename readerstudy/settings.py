@@ -146,11 +146,12 @@ WSGI_APPLICATION = "readerstudy.wsgi.application"
 # --- Database ---------------------------------------------------------------
 # SQLite by default; PostgreSQL (or anything dj-database-url knows) via DATABASE_URL.
 SQLITE_PATH = DATA_DIR / "readerstudy.sqlite3"
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{SQLITE_PATH}", conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60)
-    )
-}
+# An empty DATABASE_URL (e.g. `DATABASE_URL= make test`) means the default, not a broken setting.
+try:
+    DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}",
+                                                  conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL dj-database-url understands: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside a writer; IMMEDIATE transactions take the write
     # lock up front, so concurrent writers queue on busy_timeout instead of failing
