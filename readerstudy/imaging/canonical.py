@@ -75,7 +75,10 @@ class BlankImage(ValueError):
 
 def _sample(values: np.ndarray) -> np.ndarray:
     """Every k-th value in C order (as `ravel()[::k]`, without copying a non-contiguous array first)."""
-    return values.flat[:: max(1, values.size // _ESTIMATE_SAMPLE)]
+    step = max(1, values.size // _ESTIMATE_SAMPLE)
+    if values.flags.c_contiguous:
+        return values.ravel()[::step]
+    return values[np.unravel_index(np.arange(0, values.size, step), values.shape)]
 
 
 def to_codes(values: np.ndarray, modality: str, *, hounsfield: bool = False, inverted: bool = False,
