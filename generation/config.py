@@ -35,7 +35,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto | fp32 | bf16
     checkpoint_every: int = 250
-    max_slices_per_volume: int = 64  # 2D training: content slices taken from each volume
+    max_slices_per_volume: int = 0  # 2D training: content slices taken from each volume (0: every one)
     companded_ct: bool = True  # train CT in soft-tissue-weighted space (see generation/intensity.py)
     # Intensity calibration after training (generation/calibration.py): this many samples per modality
     # give a monotone map of the model's output onto the training data's intensities (0: none).
@@ -102,6 +102,8 @@ class TrainConfig:
         need(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
         need(isinstance(self.seed, int), "seed must be an integer")
+        need(isinstance(self.max_slices_per_volume, int) and self.max_slices_per_volume >= 0,
+             "max_slices_per_volume must be 0 (every content slice) or more")
         need(isinstance(self.calibration_samples, int) and 0 <= self.calibration_samples <= 4096,
              "calibration_samples must be 0-4096")
         if self.latent:

@@ -53,7 +53,7 @@ class FinetuneConfig:
     seed: int = 0
     checkpoint_every: int = 100
     mixed_precision: str = "no"  # accelerate: no | fp16 | bf16 (GPUs)
-    max_slices_per_volume: int = 8
+    max_slices_per_volume: int = 8  # content slices taken from each volume (0: every one)
 
     @classmethod
     def from_dict(cls, data: dict) -> "FinetuneConfig":
@@ -81,8 +81,8 @@ class FinetuneConfig:
              "resolution must be 0 (the pipeline's own) or 8-2048")
         need(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16")
         need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
-        need(isinstance(self.max_slices_per_volume, int) and self.max_slices_per_volume >= 1,
-             "max_slices_per_volume must be at least 1")
+        need(isinstance(self.max_slices_per_volume, int) and self.max_slices_per_volume >= 0,
+             "max_slices_per_volume must be 0 (every content slice) or more")
         try:
             self.caption.format(modality="x", body_part="x", dataset="x")
         except (KeyError, IndexError, ValueError, AttributeError) as exc:

@@ -62,3 +62,17 @@ def test_a_model_trained_without_calibration_is_calibrated_afterwards(small_pool
     assert not np.array_equal(before, after)
     with pytest.raises(CommandError, match="no built-in model named 'nobody'"):
         call_command("calibrate_generator", "nobody")
+
+
+def test_the_2d_model_trains_on_every_content_slice_of_every_volume(small_pool):  # noqa: F811
+    from readerstudy.imaging import storage
+    from readerstudy.imaging.importing import content_slices
+    from readerstudy.imaging.models import PoolItem
+
+    every = build_training_set(TrainConfig.from_dict({**TINY_2D, "max_slices_per_volume": 0}))
+    capped = build_training_set(TrainConfig.from_dict({**TINY_2D, "max_slices_per_volume": 2}))
+    items = PoolItem.objects.filter(origin="real", modality__in=["CT", "MR"])
+    expected = sum(len(content_slices(storage.load_master(i.master_file), 0)) for i in items)
+    assert len(every) == expected > len(capped) and TrainConfig().max_slices_per_volume == 0
+    with pytest.raises(Exception, match="max_slices_per_volume must be 0"):
+        TrainConfig.from_dict({**TINY_2D, "max_slices_per_volume": -1})

@@ -431,9 +431,9 @@ def slices_with_content(values: np.ndarray) -> np.ndarray:
 
 
 def content_slices(codes: np.ndarray, limit: int) -> np.ndarray:
-    """Slices with content of a (depth, rows, cols) array, at most `limit`, evenly spaced."""
+    """Slices with content of a (depth, rows, cols) array, at most `limit` (0: all), evenly spaced."""
     indices = np.arange(1) if codes.shape[0] == 1 else slices_with_content(codes.astype(np.float32))
-    if len(indices) > limit:
+    if limit and len(indices) > limit:
         indices = indices[np.linspace(0, len(indices) - 1, limit).round().astype(int)]
     return indices
 
