@@ -105,3 +105,16 @@ def test_an_analysis_that_failed_is_reported_not_started_again_on_every_reload(c
     assert "a figure could not be computed" in page.content.decode() and "Refresh" not in page
     assert data.status_code == 500 and data.json()["status"] == "failed"
     assert Job.objects.filter(kind=Job.Kind.ANALYSIS).count() == 1  # not started again for the same answers
+
+
+@pytest.mark.parametrize("cache", ["django.core.cache.backends.dummy.DummyCache",
+                                   "django.core.cache.backends.locmem.LocMemCache"])
+def test_without_a_cache_the_workers_share_the_request_computes_it(client, answered, settings, cache):  # noqa: F811
+    settings.ANALYSIS_INLINE_ANSWERS = 10
+    settings.CACHES = {"default": {"BACKEND": cache}}
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+    study, _ = answered
+    page = client.get(reverse("analysis", args=[study.slug]))
+    # A worker's result could never reach this process: no job that every reload would start again.
+    assert page.status_code == 200 and page.context["analysis"]["counts"]["answers"] == 36
+    assert not Job.objects.filter(kind=Job.Kind.ANALYSIS).exists()

@@ -486,6 +486,20 @@ def cached_analysis(study, policy: str = "exclude", ci_method: str = "wilson") -
     return cached_result(study, key) or analyse_into_cache(study, key, policy, ci_method)
 
 
+def _workers_share_the_cache() -> bool:
+    """Whether a worker's result would reach this process: not with a dummy cache, nor with a
+    per-process (locmem) one while jobs run in another process. Then the request computes it."""
+    from django.conf import settings
+    from django.core.cache import caches
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    cache = caches["default"]  # the backend itself (django.core.cache.cache is a proxy)
+    if isinstance(cache, DummyCache):
+        return False
+    return not isinstance(cache, LocMemCache) or "immediate" in settings.TASKS["default"]["BACKEND"].lower()
+
+
 def analysis_or_job(study, user=None, policy: str = "exclude", ci_method: str = "wilson"):
     """(key, result, None) when the analysis of the current state is cached or small enough to compute
     now (settings.ANALYSIS_INLINE_ANSWERS); otherwise (key, None, job), the one job computing it."""
@@ -497,7 +511,7 @@ def analysis_or_job(study, user=None, policy: str = "exclude", ci_method: str = 
     key, answers = analysis_state(study, policy, ci_method)
     if (result := cached_result(study, key)) is not None:
         return key, result, None
-    if answers <= settings.ANALYSIS_INLINE_ANSWERS:
+    if answers <= settings.ANALYSIS_INLINE_ANSWERS or not _workers_share_the_cache():
         return key, analyse_into_cache(study, key, policy, ci_method), None
     # A computation of this very state that failed is reported, not started again on every reload.
     failed = Job.objects.filter(single_flight_key=key, status=Job.Status.FAILED).order_by("-created_at").first()
