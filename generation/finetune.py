@@ -122,16 +122,14 @@ def captioned_images(config: FinetuneConfig, resolution: int) -> CaptionedImages
     if not items:
         scope = f" in data sets {', '.join(config.datasets)}" if config.datasets else ""
         raise ConfigError(f"no real {', '.join(config.modalities)} images{scope} in the pool to fine-tune on")
-    images, caption_of, captions = [], [], []
+    images, caption_of, numbers = [], [], {}  # caption -> its number, in order of first use
     for item in items:
         codes = np.asarray(storage.load_master(item.master_file))
-        text = caption_for(item, config.caption)
-        if text not in captions:
-            captions.append(text)
+        number = numbers.setdefault(caption_for(item, config.caption), len(numbers))
         for k in content_slices(codes, config.max_slices_per_volume):
             images.append(canonical.frame_codes(codes[k][None], resolution, resolution, 1)[0])
-            caption_of.append(captions.index(text))
-    return CaptionedImages(np.stack(images), np.array(caption_of), captions, [i.pk for i in items],
+            caption_of.append(number)
+    return CaptionedImages(np.stack(images), np.array(caption_of), list(numbers), [i.pk for i in items],
                            sorted({i.source_group for i in items}),
                            {i.dataset.name: i.dataset.licence for i in items})
 

@@ -62,8 +62,12 @@ def _sample(queryset, rng) -> list[PoolItem]:
     return items
 
 
-def stratum_realism(generator, modality: str, dimensionality: str, seed: int = 0, progress=None) -> dict:
-    """The detector AUC, memorisation rate and diversity of one stratum of the generator's samples."""
+def stratum_realism(generator, modality: str, dimensionality: str, seed: int = 0, progress=None,
+                    references: dict | None = None) -> dict:
+    """The detector AUC, memorisation rate and diversity of one stratum of the generator's samples.
+
+    `references` keeps each modality's real thumbnails (`quality.reference_set`) across strata.
+    """
     from readerstudy.imaging.pixel_stats import FEATURES, case_features, classifier_auc
 
     rng = np.random.default_rng(seed)
@@ -98,7 +102,10 @@ def stratum_realism(generator, modality: str, dimensionality: str, seed: int = 0
     labels = {**FEATURES, **TEXTURE}
     detector["drivers"] = [{**d, "label": labels[d["feature"]]} for d in detector["drivers"]]
     out["detector"] = detector
-    reference = quality.reference_set(modality)
+    references = {} if references is None else references
+    if modality not in references:
+        references[modality] = quality.reference_set(modality)
+    reference = references[modality]
     nearest = [quality.nearest_real(codes, reference) for codes in samples]
     similarities = [n["nearest_real_similarity"] for n in nearest if n["nearest_real_similarity"] is not None]
     out["memorisation"] = {
@@ -113,13 +120,14 @@ def stratum_realism(generator, modality: str, dimensionality: str, seed: int = 0
 def realism_report(generator, seed: int = 0, progress=None) -> dict:
     """`stratum_realism` for every stratum the generator has samples in, with the time it was measured."""
     strata = sorted(set(generator.items.values_list("modality", "dimensionality")))
+    references = {}  # a modality's 2D and volume strata compare with the same real images
     if progress is not None:
         progress.start(len(strata))
     report = {"measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "seed": seed, "strata": {}}
     for modality, dimensionality in strata:
         report["strata"][f"{modality}/{dimensionality}"] = stratum_realism(generator, modality, dimensionality,
-                                                                           seed, progress)
+                                                                           seed, progress, references)
         if progress is not None:
             progress.advance(1, f"{modality}/{dimensionality}")
     if not strata:

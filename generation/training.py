@@ -318,20 +318,18 @@ def save_model_folder(folder, network, config, scheduler, data, losses, name, bf
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
     }
+    if stage_one is not None:
+        meta["latent"] = {"scale_factor": stage_one.scale_factor, "factor": config.latent_factor,
+                          "channels": config.latent_channels, "autoencoder_steps_trained": len(stage_one.losses),
+                          "autoencoder_final_l1": float(np.mean(stage_one.losses[-50:])) if stage_one.losses else None}
     if config.calibration_samples:
         from .calibration import calibrate
         from .sampling import LoadedModel
 
         model = LoadedModel(folder, meta, config, network.eval(), next(network.parameters()).device,
                             stage_one.autoencoder if stage_one else None)
-        if stage_one is not None:
-            meta["latent"] = {"scale_factor": stage_one.scale_factor}  # what decoding needs; completed below
         images, labels = _pixel_set(data, stage_one)
         meta["calibration"] = calibrate(model, images, labels, steps=CALIBRATION_STEPS)
-    if stage_one is not None:
-        meta["latent"] = {"scale_factor": stage_one.scale_factor, "factor": config.latent_factor,
-                          "channels": config.latent_channels, "autoencoder_steps_trained": len(stage_one.losses),
-                          "autoencoder_final_l1": float(np.mean(stage_one.losses[-50:])) if stage_one.losses else None}
     (folder / META).write_text(json.dumps(meta, indent=2))
     (folder / "MODEL_CARD.md").write_text(model_card(meta))
 

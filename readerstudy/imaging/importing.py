@@ -276,12 +276,6 @@ def import_sources(sources: list[Source], options: ImportOptions, progress=None)
     return report
 
 
-def import_source(source: Source, options: ImportOptions) -> Outcome:
-    """Import one source; never raises for bad input, returns a failed Outcome instead."""
-    result = _stage_source(source, options, set(), lambda: None)
-    return result if isinstance(result, Outcome) else _commit_batch([result])[0]
-
-
 def _stage_source(source: Source, options: ImportOptions, batch_keys: set, flush) -> "Outcome | _Staged":
     """Decode, check and write the files of one source (no rows yet), or its failed/skipped Outcome.
 
