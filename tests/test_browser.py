@@ -631,6 +631,83 @@ def test_slices_on_their_way_are_stood_in_for_and_the_next_case_is_fetched_befor
     wait_loaded(page)
 
 
+def test_the_next_case_opens_in_place_before_the_reply_and_a_refused_answer_brings_the_reader_back(
+        live_server, browser):
+    make_pool(real={("XR", "2d"): 2}, synthetic={("XR", "2d"): 2}, size=64)
+    (reader,) = readers(1)
+    open_study_for([reader], {("XR", "2d"): 3}, questions={"confidence": False, "template": "none"})
+    tabs = []
+    for _ in range(2):  # the reader's two devices
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        errors = []
+        tab.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        log_in(tab, live_server)
+        tabs.append((tab, errors))
+    (page, errors), (other, _) = tabs
+
+    def read_at(position):
+        return Read.objects.filter(assigned_case__assignment__reader=reader, assigned_case__position=position).first()
+
+    page.goto(live_server.url + "/read/test-study/")
+    wait_loaded(page)
+    first_url = page.url
+    page.keyboard.press("r")
+    wait_saved(page)
+    # Meanwhile the other device changes the answer: this page's submission, built on the older
+    # answer, will be refused, but only after the next case is already on screen.
+    other.goto(live_server.url + "/read/test-study/")
+    wait_loaded(other)
+    other.keyboard.press("f")
+    wait_saved(other)
+    other.context.route("**/answer", lambda route: route.abort())
+    other.context.close()
+
+    page.evaluate("() => { window.__samePage = true; }")
+    page.keyboard.press("Enter")
+    expect(page.locator("#save-status")).to_contain_text("Your answer was not saved", timeout=10_000)
+    assert page.url == first_url
+    expect(page.locator("#save-status")).to_contain_text("changed elsewhere")
+    assert page.is_checked("input[name=label][value=fake]")  # the newer answer, to finish again
+    assert read_at(1).submitted_at is None
+
+    # Finish again, with the reply held back: the next case is drawn before the server has answered.
+    held = []
+    page.route("**/answer", lambda route: held.append(route))
+    page.evaluate("() => { window.__samePage = true; }")
+    page.keyboard.press("Enter")
+    expect(page.locator(".case-count")).to_have_text(re.compile("^Case 2 of 3"))
+    wait_loaded(page)
+    assert canvas_stats(page)["levels"] > 8
+    assert page.evaluate("() => window.__samePage === true"), "the next case must open without a page load"
+    assert page.url != first_url and page.title() == "Case 2 of 3"
+    assert read_at(1).submitted_at is None and len(held) == 1
+    held[0].continue_()
+    page.unroute("**/answer")
+    # Once the answer is in, the page learns the case after this one, and its files are prefetched.
+    page.wait_for_selector("template#next-case", state="attached", timeout=10_000)
+    assert read_at(1).submitted_at is not None and read_at(1).label == "fake"
+    second_url = page.url
+    page.reload()  # the address is the case on screen
+    wait_loaded(page)
+    assert page.url == second_url
+    expect(page.locator(".case-count")).to_have_text(re.compile("^Case 2 of 3"))
+
+    page.keyboard.press("r")
+    wait_saved(page)
+    page.keyboard.press("Enter")
+    expect(page.locator(".case-count")).to_have_text(re.compile("^Case 3 of 3"))
+    wait_loaded(page)
+    page.keyboard.press("u")
+    wait_saved(page)
+    page.keyboard.press("Enter")  # the last case: the end page is loaded
+    page.wait_for_selector("text=Thank you")
+    assert [read_at(p).label for p in (1, 2, 3)] == ["fake", "real", "unsure"]
+    assert all(read_at(p).submitted_at for p in (1, 2, 3))
+    assert not errors, errors
+    page.context.close()
+
+
 def test_two_tabs_on_one_case_never_overwrite_each_other_silently(live_server, browser):
     """Optimistic concurrency: the tab that edited an older answer is refused and shown the newer one."""
     make_pool(real={("XR", "2d"): 1}, synthetic={("XR", "2d"): 1}, size=64)

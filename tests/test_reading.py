@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -328,3 +329,44 @@ def test_marks_are_refused_where_the_study_does_not_ask_for_them(client, team):
     status, body = post(client, case(team[0], 1).token, {"label": "real", "marks": [{"x": 0.1, "y": 0.1, "slice": 1}],
                                                          "idempotency_key": "nomark-001"})
     assert status == 400 and "does not ask where a case looks synthetic" in body["error"]
+
+
+def next_case_template(client, token):
+    """The next case the page carries for showing it in place: (its url, its viewer data), or None."""
+    page = client.get(reverse("read-case", args=[token])).content.decode()
+    found = re.search(r'<template id="next-case" data-url="([^"]+)">(.*?)</template>', page, re.S)
+    if not found:
+        return None
+    data = re.search(r'<script id="case-data" type="application/json">(.*?)</script>', found.group(2), re.S)
+    return found.group(1), json.loads(data.group(1))
+
+
+def test_the_page_carries_the_next_case_of_its_session_as_it_will_be_once_this_one_is_finished(client, team):
+    open_study_for(team, {("CT", "2d"): 4}, reading={"sessions": 2, "washout_hours": 48})
+    client.force_login(team[0])
+    first, second, third = (case(team[0], p) for p in (1, 2, 3))
+    url, data = next_case_template(client, first.token)
+    assert url == reverse("read-case", args=[second.token])
+    # As the state of case 2 will read once case 1 is finished, except that the files of the case
+    # after it are not offered before then (the server would not serve them yet).
+    post(client, first.token, {**FULL, "submit": True, "idempotency_key": "next-00001"})
+    state = client.get(reverse("read-state", args=[second.token])).json()
+    assert data["case"] == state["case"] and data["answer"] == state["answer"] and data["questions"] == state["questions"]
+    assert data["navigation"] == {**state["navigation"], "prefetch": []}
+    assert data["case"]["done"] == 1 and data["case"]["position"] == 2
+    # Nothing of any other case: the tokens in the template are case 2's (and case 1's, to go back).
+    tokens = set(AssignedCase.objects.values_list("token", flat=True))
+    assert {t for t in tokens if t in json.dumps(data)} == {first.token, second.token}
+    # Case 3 opens a new session with a washout: its page is not carried, nor is any after the last case.
+    assert next_case_template(client, second.token) is None
+    post(client, second.token, {**FULL, "submit": True, "idempotency_key": "next-00002"})
+    assert client.get(reverse("read-case", args=[third.token])).status_code == 302  # washout
+
+
+def test_the_last_case_carries_no_next_case(client, team):
+    open_study_for(team, {("CT", "2d"): 2})
+    client.force_login(team[0])
+    first, second = case(team[0], 1), case(team[0], 2)
+    assert next_case_template(client, first.token)[0] == reverse("read-case", args=[second.token])
+    post(client, first.token, {**FULL, "submit": True, "idempotency_key": "last-00001"})
+    assert next_case_template(client, second.token) is None

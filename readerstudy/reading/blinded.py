@@ -198,3 +198,26 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
             "state": reverse("read-state", kwargs={"token": token}),
         },
     }
+
+
+def next_case_payload(assigned_case: AssignedCase, position) -> dict | None:
+    """The viewer's data for the case that follows once this one is finished, for showing it in place.
+
+    Only for the next position of the same session, whose files the reader may already fetch (so it
+    opens without a page load); None at the end, before a session break, or where it may not be fetched.
+    """
+    row = position.row(assigned_case.token)
+    if row["position"] >= position.total:
+        return None
+    following = position.rows[row["position"]]
+    after = position.after_submitting(row)
+    if not (position.may_fetch_files(following) and after.may_open(following)):
+        return None
+    case = (AssignedCase.objects.filter(assignment_id=assigned_case.assignment_id, position=following["position"],
+                                        panel=0).select_related("case__item", "read").first())
+    case.assignment = assigned_case.assignment  # with its study and reader already loaded
+    payload = case_payload(case, after)
+    # The files of the case after that one are served only once this answer is in: the viewer asks
+    # for that case's page again after the server has acknowledged it, and prefetches from there.
+    payload["navigation"]["prefetch"] = []
+    return payload

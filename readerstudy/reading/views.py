@@ -12,7 +12,7 @@ from django.views.generic import TemplateView, View
 from readerstudy.studies.models import AssignedCase, Assignment
 
 from .answers import AnswerError, save_answer
-from .blinded import ServedCase, case_payload, served_case
+from .blinded import ServedCase, case_payload, next_case_payload, served_case
 from .served_files import file_response, remember
 from .worklist import readable, reader_assignments, reader_case, reader_position, visible_assignments
 
@@ -132,7 +132,10 @@ class StudyDoneView(ReaderStudyMixin, TemplateView):
 
 
 class CaseView(ReaderCaseMixin, TemplateView):
-    """The viewer page for one case; its data is embedded so a reload needs one request."""
+    """The viewer page for one case; its data is embedded so a reload needs one request.
+
+    The next case's page comes with it (an inert <template>), so that Finish shows it at once.
+    """
 
     template_name = "reading/viewer.html"
 
@@ -141,7 +144,10 @@ class CaseView(ReaderCaseMixin, TemplateView):
         position, ok = openable(case)
         if not ok:
             return redirect("read-study", slug=case.assignment.study.slug)
-        response = self.render_to_response(self.get_context_data(payload=case_payload(case, position)))
+        following = next_case_payload(case, position)
+        response = self.render_to_response(self.get_context_data(
+            payload=case_payload(case, position), next_payload=following,
+            next_url=reverse("read-case", kwargs={"token": following["case"]["token"]}) if following else None))
         return no_store(response)
 
 

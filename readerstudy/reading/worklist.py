@@ -56,6 +56,12 @@ class Position:
         opens = self.session_opens_at(current["session"])
         return opens if opens and opens > timezone.now() else None
 
+    def after_submitting(self, row: dict) -> "Position":
+        """This position as it will be once `row`'s answer is in (the next case's page, rendered ahead)."""
+        now = timezone.now()
+        rows = [dict(r, submitted=True, submitted_at=r["submitted_at"] or now) if r is row else r for r in self.rows]
+        return Position(self.assignment, rows, self.config)
+
     def row(self, token: str) -> dict | None:
         return next((r for r in self.rows if r["token"] == token), None)
 

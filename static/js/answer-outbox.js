@@ -6,6 +6,8 @@
  * restart therefore loses nothing; pending entries are sent when any viewer page loads.
  * Each payload names the revision it was edited from (`base_revision`); a save built on a
  * revision another tab or device has since replaced is refused (409) with the newer answer.
+ * Entries go in the order they were first queued: a case's submission reaches the server before
+ * the next case's first save, which the server accepts only once the case before it is finished.
  */
 (function (global) {
   "use strict";
@@ -35,19 +37,31 @@
     // A submission stays a submission even if a later autosave replaces the entry.
     if (previous && previous.payload.submit) payload.submit = true;
     payload.idempotency_key = newKey();
-    var entry = { token: token, url: url, payload: payload, queuedAt: Date.now() };
+    // A newer state of a case still waiting keeps its place in the queue.
+    var entry = { token: token, url: url, payload: payload, queuedAt: previous ? previous.queuedAt : Date.now(),
+                  order: previous && previous.order ? previous.order : this.nextOrder() };
     global.localStorage.setItem(PREFIX + token, JSON.stringify(entry));
     this.flush();
     return entry;
   };
 
+  /* A number above every entry's: queue order, even for two entries queued in the same millisecond. */
+  AnswerOutbox.prototype.nextOrder = function () {
+    var self = this, top = 0;
+    self.tokens().forEach(function (t) { var e = self.pending(t); if (e && e.order > top) top = e.order; });
+    return Math.max(top + 1, Date.now());
+  };
+
+  /* Tokens with an entry waiting, oldest first. */
   AnswerOutbox.prototype.tokens = function () {
     var out = [];
     for (var i = 0; i < global.localStorage.length; i++) {
       var k = global.localStorage.key(i);
       if (k && k.indexOf(PREFIX) === 0) out.push(k.slice(PREFIX.length));
     }
-    return out;
+    var self = this, order = {};
+    out.forEach(function (t) { var e = self.pending(t); order[t] = e && (e.order || e.queuedAt) || 0; });
+    return out.sort(function (a, b) { return order[a] - order[b]; });
   };
 
   /* Resolves with the server's reply for `token` once nothing is pending for it. */
