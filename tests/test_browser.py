@@ -670,6 +670,8 @@ def test_the_next_case_opens_in_place_before_the_reply_and_a_refused_answer_brin
     expect(page.locator("#save-status")).to_contain_text("changed elsewhere")
     assert page.is_checked("input[name=label][value=fake]")  # the newer answer, to finish again
     assert read_at(1).submitted_at is None
+    wait_loaded(page)
+    screenshot(page, "refused-answer-brought-back")
 
     # Finish again, with the reply held back: the next case is drawn before the server has answered.
     held = []
@@ -681,6 +683,9 @@ def test_the_next_case_opens_in_place_before_the_reply_and_a_refused_answer_brin
     assert canvas_stats(page)["levels"] > 8
     assert page.evaluate("() => window.__samePage === true"), "the next case must open without a page load"
     assert page.url != first_url and page.title() == "Case 2 of 3"
+    first_token = first_url.rstrip("/").rsplit("/", 1)[1]
+    cached = page.evaluate("() => Object.keys(cornerstone.imageCache.imageCache)")
+    assert cached and not [i for i in cached if first_token in i], "case 1's images must leave the cache"
     assert read_at(1).submitted_at is None and len(held) == 1
     held[0].continue_()
     page.unroute("**/answer")

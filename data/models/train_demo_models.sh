@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Re-train the committed demo models on the demo pool (about 30 minutes on 2 CPU cores).
-# Run from the repository root after `make demo` (or `manage.py build_demo`) built the pool.
+# Run from the repository root after `make demo` (or `manage.py build_demo`) built the pool; each
+# config names the data sets it trains on (data/demo, not heldout/, which the demo study shows).
 set -euo pipefail
 out=${1:-var/demo-model-runs}
 for name in demo-2d demo-3d; do

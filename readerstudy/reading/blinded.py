@@ -137,8 +137,12 @@ def _next_images(assigned_case: AssignedCase, position, row: dict, config: dict)
     return ids
 
 
-def case_payload(assigned_case: AssignedCase, position) -> dict:
-    """The viewer's data for one case (or forced-choice trial): images, questions, own answer, navigation."""
+def case_payload(assigned_case: AssignedCase, position, prefetch: bool = True) -> dict:
+    """The viewer's data for one case (or forced-choice trial): images, questions, own answer, navigation.
+
+    Without `prefetch`, no images of the case after it are offered (the next case's page rendered ahead:
+    those files are served only once this reader's current answer is in).
+    """
     study = assigned_case.assignment.study
     config = position.config
     item = assigned_case.case.item
@@ -191,7 +195,7 @@ def case_payload(assigned_case: AssignedCase, position) -> dict:
             "allow_back": config["reading"]["allow_back"],
             "blank_ms": config["reading"]["blank_ms"],
             # The next case's images, fetched into the browser's cache while the reader answers this one.
-            "prefetch": _next_images(assigned_case, position, row, config),
+            "prefetch": _next_images(assigned_case, position, row, config) if prefetch else [],
         },
         "urls": {
             "answer": reverse("read-answer", kwargs={"token": token}),
@@ -216,8 +220,6 @@ def next_case_payload(assigned_case: AssignedCase, position) -> dict | None:
     case = (AssignedCase.objects.filter(assignment_id=assigned_case.assignment_id, position=following["position"],
                                         panel=0).select_related("case__item", "read").first())
     case.assignment = assigned_case.assignment  # with its study and reader already loaded
-    payload = case_payload(case, after)
     # The files of the case after that one are served only once this answer is in: the viewer asks
     # for that case's page again after the server has acknowledged it, and prefetches from there.
-    payload["navigation"]["prefetch"] = []
-    return payload
+    return case_payload(case, after, prefetch=False)

@@ -769,6 +769,15 @@
       Object.keys(reformats).forEach(function (plane) {
         if (reformats[plane].enabled) cornerstone.disable(reformats[plane].el);
       });
+      // The page now lives on from case to case: this case's images leave the cache (a page load
+      // used to drop them), so memory stays at about two cases' worth.
+      var ids = [];
+      stacks.forEach(function (st) { ids = ids.concat(st.ids); });
+      Object.keys(reformats).forEach(function (plane) { ids = ids.concat(reformats[plane].ids); });
+      ids.forEach(function (id) {  // those still on their way are left to the cache's own limit
+        var entry = cornerstone.imageCache.imageCache[id];
+        if (entry && entry.loaded) cornerstone.imageCache.removeImageLoadObject(id);
+      });
     }
 
     // ---- Start ----------------------------------------------------------------------
