@@ -161,3 +161,22 @@ def test_synthetic_sample_validation(generator):
         add_synthetic_item(np.full((8, 8), np.nan), modality="XR", generator=generator)
     with pytest.raises(ValueError, match="unknown modality"):
         add_synthetic_item(np.zeros((8, 8)), modality="US", generator=generator)
+
+
+def test_whole_hounsfield_units_are_their_codes_and_other_values_keep_the_dequantisation():
+    """The shortcut for whole HU (no dequantisation noise, which rounding would take away again) gives
+    the codes the noise path gives; values off the one-HU grid still go through the noise."""
+    rng = np.random.default_rng(3)
+    hu = rng.integers(-2000, 4000, (3, 40, 50)).astype(np.float32)
+    codes = canonical.to_codes(hu, "CT", hounsfield=True, step=1.0)
+    assert np.array_equal(codes, np.clip(hu + 1024, 0, 4095).astype(np.uint16))
+    # The same values with the noise path forced (a step of 1 is the only one the shortcut takes).
+    noisy = canonical.to_codes(hu, "CT", hounsfield=True, step=0.999999)
+    assert np.array_equal(codes, noisy)
+    # Half HU (a rescale intercept of -1024.5): dithered between their neighbours, seeded by the content.
+    half = hu + np.float32(0.5)
+    dithered = canonical.to_codes(half, "CT", hounsfield=True, step=1.0)
+    offsets = dithered.astype(np.int32) - np.clip(hu + 1024, 0, 4095).astype(np.int32)
+    inside = (hu > -1024) & (hu < 3070)
+    assert set(np.unique(offsets[inside])) == {0, 1}
+    assert np.array_equal(dithered, canonical.to_codes(half, "CT", hounsfield=True, step=1.0))

@@ -109,6 +109,13 @@ def to_codes(values: np.ndarray, modality: str, *, hounsfield: bool = False, inv
     hounsfield = hounsfield and modality == "CT"
     if low == high:  # nothing to read, in HU or not
         raise BlankImage(f"image is blank (every pixel has the value {low:g})")
+    unframed = shape is None or tuple(shape) == values.shape
+    if hounsfield and step == 1 and unframed and (work := _whole_numbers(values)) is not None:
+        # Whole HU on a one-HU grid, not resampled: the dequantisation noise (under half a step) would
+        # be rounded away again, so the codes are the HU themselves (bit for bit what the noise gives).
+        work += np.float32(CT_HU_OFFSET)
+        np.clip(work, 0, CODE_MAX, out=work)
+        return work.astype(np.uint16)
     if step > 0:
         seed = zlib.crc32(np.ascontiguousarray(_sample(values)).tobytes())
         work = np.random.default_rng(seed).random(values.shape, dtype=np.float32)
@@ -133,6 +140,18 @@ def to_codes(values: np.ndarray, modality: str, *, hounsfield: bool = False, inv
     np.rint(work, out=work)
     np.clip(work, 0, CODE_MAX, out=work)
     return work.astype(np.uint16)
+
+
+def _whole_numbers(values: np.ndarray) -> np.ndarray | None:
+    """`values` rounded (a new float32 array) where every value is a whole number already, else None.
+
+    Compared slice by slice, so the check needs no second array of the volume's size.
+    """
+    rounded = np.rint(values)
+    for k in range(values.shape[0]):
+        if not np.array_equal(rounded[k], values[k]):
+            return None
+    return rounded
 
 
 def codes_to_unit(codes: np.ndarray) -> np.ndarray:

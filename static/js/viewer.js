@@ -790,8 +790,12 @@
     if (answer.submitted && !data.navigation.allow_back) {
       form.querySelectorAll("input").forEach(function (input) { input.disabled = true; });
     }
-    var flash = null;
-    try { flash = window.sessionStorage.getItem(FLASH_KEY); window.sessionStorage.removeItem(FLASH_KEY); } catch (e) { /* private mode */ }
+    var flash = null;  // why the reader was brought back here (confirmMove); only on the page it names
+    try {
+      flash = JSON.parse(window.sessionStorage.getItem(FLASH_KEY));
+      window.sessionStorage.removeItem(FLASH_KEY);
+    } catch (e) { /* private mode */ }
+    flash = flash && flash.path === window.location.pathname ? flash.text : null;
     statusEl.textContent = flash || (answer.revision ? "Answers restored" : "");
     if (flash) statusEl.className = "save-status rejected";
     outbox.flush();
@@ -906,7 +910,8 @@
     }, function (reply) {
       var error = reply && reply.body && reply.body.error;
       try {
-        window.sessionStorage.setItem(FLASH_KEY, "Your answer was not saved: " + (error || "refused by the server"));
+        window.sessionStorage.setItem(FLASH_KEY, JSON.stringify(
+          { path: from, text: "Your answer was not saved: " + (error || "refused by the server") }));
       } catch (e) { /* private mode */ }
       leaveFor(from);
     });
