@@ -144,6 +144,8 @@ def main():
         "",
     ]
     publish(lines, args.write)
+    for path in (folder, Path(os.environ["READERSTUDY_DATA_DIR"]), Path(env["READERSTUDY_DATA_DIR"])):
+        shutil.rmtree(path, ignore_errors=True)  # in memory (tmpfs): a few hundred MB per run
 
 
 if __name__ == "__main__":

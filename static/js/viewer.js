@@ -211,10 +211,10 @@
           else if (index - d >= 0 && !requested[index - d]) next = index - d;
         }
         if (next === null) return;
-        fetch(next);
+        fetchSlice(next);
       }
     }
-    function fetch(i) {
+    function fetchSlice(i) {
       inFlight++;
       load(i).then(arrived, function () { inFlight--; });
     }
@@ -231,7 +231,7 @@
       visited[index + 1] = true;
       if (here(index)) { draw(index); pump(); return Promise.resolve(); }
       if (nearest(0, index)) draw(index);
-      if (!requested[index]) fetch(index);  // the wanted slice goes first, beyond the parallel limit
+      if (!requested[index]) fetchSlice(index);  // the wanted slice goes first, beyond the parallel limit
       pump();
       var wanted = index;
       return Promise.all(stacks.map(function (st) { return cornerstone.loadAndCacheImage(st.ids[wanted]); }))
