@@ -713,6 +713,40 @@ def test_the_next_case_opens_in_place_before_the_reply_and_a_refused_answer_brin
     page.context.close()
 
 
+def test_the_outbox_sends_answers_in_the_order_they_were_first_queued(live_server, page):
+    make_pool(real={("XR", "2d"): 1}, synthetic={("XR", "2d"): 1}, size=64)
+    (reader,) = readers(1)
+    open_study_for([reader], {("XR", "2d"): 2}, questions={"confidence": False, "template": "none"})
+    log_in(page, live_server)
+    page.goto(live_server.url + "/read/test-study/")
+    wait_loaded(page)
+    sent = []
+    page.route("**/outbox-order/*", lambda route: (sent.append(route.request.url.rsplit("/", 1)[1]),
+                                                   route.fulfill(status=200, content_type="application/json",
+                                                                 body='{"answer": {"revision": 1}}')))
+    # Queued "zz" first, then "aa" and "mm"; "zz" changed again later keeps its place in the queue.
+    orders = page.evaluate("""() => {
+        const outbox = new AnswerOutbox("x", () => {});
+        outbox.inflight = {};  // hold sending while queueing
+        for (const t of ["zz", "aa", "mm", "zz"]) outbox.put(t, "/outbox-order/" + t, {label: t});
+        const orders = ["zz", "aa", "mm"].map(t => outbox.pending(t).order);
+        ["zz", "aa", "mm"].forEach(t => localStorage.removeItem("readerstudy.outbox." + t));
+        return orders;
+    }""")
+    assert orders[0] < orders[1] < orders[2]
+    # Whatever order the browser keeps its storage keys in (here: the reverse of the queue), the oldest
+    # entry goes first.
+    page.evaluate("""(orders) => {
+        ["mm", "aa", "zz"].forEach((t) => localStorage.setItem("readerstudy.outbox." + t, JSON.stringify(
+            {token: t, url: "/outbox-order/" + t, payload: {label: t}, queuedAt: 0,
+             order: orders[["zz", "aa", "mm"].indexOf(t)]})));
+        window.__outbox = new AnswerOutbox("x", () => {});
+        window.__outbox.flush();
+    }""", orders)
+    page.wait_for_function("() => window.__outbox.tokens().filter(t => ['zz', 'aa', 'mm'].includes(t)).length === 0")
+    assert [t for t in sent if t in ("zz", "aa", "mm")] == ["zz", "aa", "mm"]
+
+
 def test_two_tabs_on_one_case_never_overwrite_each_other_silently(live_server, browser):
     """Optimistic concurrency: the tab that edited an older answer is refused and shown the newer one."""
     make_pool(real={("XR", "2d"): 1}, synthetic={("XR", "2d"): 1}, size=64)
