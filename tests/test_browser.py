@@ -729,7 +729,7 @@ def test_the_outbox_sends_answers_in_the_order_they_were_first_queued(live_serve
         const outbox = new AnswerOutbox("x", () => {});
         outbox.inflight = {};  // hold sending while queueing
         for (const t of ["zz", "aa", "mm", "zz"]) outbox.put(t, "/outbox-order/" + t, {label: t});
-        const orders = ["zz", "aa", "mm"].map(t => outbox.pending(t).order);
+        const orders = ["zz", "aa", "mm"].map(t => outbox.pending(t).queuedAt);
         ["zz", "aa", "mm"].forEach(t => localStorage.removeItem("readerstudy.outbox." + t));
         return orders;
     }""")
@@ -738,8 +738,8 @@ def test_the_outbox_sends_answers_in_the_order_they_were_first_queued(live_serve
     # entry goes first.
     page.evaluate("""(orders) => {
         ["mm", "aa", "zz"].forEach((t) => localStorage.setItem("readerstudy.outbox." + t, JSON.stringify(
-            {token: t, url: "/outbox-order/" + t, payload: {label: t}, queuedAt: 0,
-             order: orders[["zz", "aa", "mm"].indexOf(t)]})));
+            {token: t, url: "/outbox-order/" + t, payload: {label: t},
+             queuedAt: orders[["zz", "aa", "mm"].indexOf(t)]})));
         window.__outbox = new AnswerOutbox("x", () => {});
         window.__outbox.flush();
     }""", orders)

@@ -21,7 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 MORE = {"2d": 40, "3d": 12}
 MORE_SEED = 5000
-STEPS = 25
 
 
 def measure(models: Path) -> dict:
@@ -31,12 +30,9 @@ def measure(models: Path) -> dict:
     django.setup()
     from django.core.management import call_command
 
-    from generation.generate import create_generation_job, run_generation
     from generation.realism import realism_report
     from generation.registry import register_generator
-    from readerstudy.demo.management.commands.build_demo import DEMO_SAMPLES, DEMO_SEEDS
-    from readerstudy.jobs.models import Job
-    from readerstudy.jobs.progress import run_job
+    from readerstudy.demo.management.commands.build_demo import DEMO_SAMPLES, DEMO_SEEDS, sample_demo
 
     call_command("migrate", verbosity=0)
     call_command("build_demo", no_accounts=True, no_synthetic=True, stdout=open(os.devnull, "w"))
@@ -49,10 +45,7 @@ def measure(models: Path) -> dict:
             if first == 0:
                 continue
             for count, seed in ((first, DEMO_SEEDS[modality]), (MORE["2d" if column == 0 else "3d"], MORE_SEED)):
-                job = run_job(create_generation_job(generator, modality, count, seed=seed, steps=STEPS).pk,
-                              run_generation)
-                if job.status != Job.Status.SUCCEEDED:
-                    raise SystemExit(f"{generator}: sampling failed: {job.error}")
+                sample_demo(generator, modality, count, seed)
         reports[generator.name] = realism_report(generator)
     return reports
 

@@ -38,17 +38,17 @@
     if (previous && previous.payload.submit) payload.submit = true;
     payload.idempotency_key = newKey();
     // A newer state of a case still waiting keeps its place in the queue.
-    var entry = { token: token, url: url, payload: payload, queuedAt: previous ? previous.queuedAt : Date.now(),
-                  order: previous && previous.order ? previous.order : this.nextOrder() };
+    var entry = { token: token, url: url, payload: payload,
+                  queuedAt: previous ? previous.queuedAt : this.nextQueuedAt() };
     global.localStorage.setItem(PREFIX + token, JSON.stringify(entry));
     this.flush();
     return entry;
   };
 
-  /* A number above every entry's: queue order, even for two entries queued in the same millisecond. */
-  AnswerOutbox.prototype.nextOrder = function () {
+  /* Now, or just after the newest entry: two entries queued in one millisecond keep their order. */
+  AnswerOutbox.prototype.nextQueuedAt = function () {
     var self = this, top = 0;
-    self.tokens().forEach(function (t) { var e = self.pending(t); if (e && e.order > top) top = e.order; });
+    self.tokens().forEach(function (t) { var e = self.pending(t); if (e && e.queuedAt > top) top = e.queuedAt; });
     return Math.max(top + 1, Date.now());
   };
 
@@ -60,7 +60,7 @@
       if (k && k.indexOf(PREFIX) === 0) out.push(k.slice(PREFIX.length));
     }
     var self = this, order = {};
-    out.forEach(function (t) { var e = self.pending(t); order[t] = e && (e.order || e.queuedAt) || 0; });
+    out.forEach(function (t) { var e = self.pending(t); order[t] = e && e.queuedAt || 0; });
     return out.sort(function (a, b) { return order[a] - order[b]; });
   };
 

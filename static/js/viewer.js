@@ -39,6 +39,9 @@
     el.addEventListener("contextmenu", function (e) { e.preventDefault(); });
   }
 
+  // The element of stack k: the case's image, or panel k of a forced-choice trial.
+  function viewId(k) { return k ? "viewport-panel-" + k : "viewport"; }
+
   function isEnabled(el) {
     try { cornerstone.getEnabledElement(el); return true; } catch (e) { return false; }
   }
@@ -101,13 +104,16 @@
 
     // One stack per image on screen: the case, or each panel of a forced-choice trial.
     var stacks = (c.panels || [c]).map(function (images, k) {
-      return { el: k === 0 ? element : document.getElementById("viewport-panel-" + k), ids: images.image_ids,
+      return { el: document.getElementById(viewId(k)), ids: images.image_ids,
                shown: false, lastVoi: null, programmatic: false };
     });
     stacks.forEach(function (st) {
-      if (!isEnabled(st.el)) cornerstone.enable(st.el);
-      else if (st.el.clientWidth !== st.el.querySelector("canvas").width ||
-               st.el.clientHeight !== st.el.querySelector("canvas").height) cornerstone.resize(st.el, true);
+      if (!isEnabled(st.el)) {
+        cornerstone.enable(st.el);
+      } else {  // drawn ahead (stageNext) at the size of the views then: redrawn if they have changed
+        var canvas = st.el.querySelector("canvas");
+        if (st.el.clientWidth !== canvas.width || st.el.clientHeight !== canvas.height) cornerstone.resize(st.el, true);
+      }
       addTools(st.el);
     });
 
@@ -858,7 +864,6 @@
       return el;
     }) };
   }
-  function viewId(k) { return k ? "viewport-panel-" + k : "viewport"; }
   function unstage() {
     if (!staged) return;
     staged.els.forEach(function (el) { if (el) cornerstone.disable(el); });

@@ -17,6 +17,19 @@ DEMO_SEEDS = {"XR": 0, "CT": 1000, "MR": 2000}
 DEMO_STEPS = 25
 
 
+def sample_demo(generator, modality: str, n: int, seed: int, steps: int = DEMO_STEPS):
+    """`n` samples of `modality` from a demo model through a generation job run here; the job, or
+    CommandError when it failed (also used by data/models/measure_demo_realism.py)."""
+    from generation.generate import create_generation_job, run_generation
+    from readerstudy.jobs.models import Job
+    from readerstudy.jobs.progress import run_job
+
+    job = run_job(create_generation_job(generator, modality, n, seed=seed, steps=steps).pk, run_generation)
+    if job.status != Job.Status.SUCCEEDED:
+        raise CommandError(f"demo sampling failed: {job.error}")
+    return job
+
+
 class Command(BaseCommand):
     help = "Build the demo pool from data/demo/manifest.json and create the demo accounts (idempotent)."
 
@@ -74,11 +87,8 @@ class Command(BaseCommand):
     def _synthetic(self):
         """Register the shipped demo models, sample every modality, and add DRRs of the CT volumes."""
         from generation.drr import make_drr
-        from generation.generate import create_generation_job, run_generation
         from generation.registry import register_generator
         from readerstudy.imaging.models import Dimensionality, PoolItem
-        from readerstudy.jobs.models import Job
-        from readerstudy.jobs.progress import run_job
 
         for folder in sorted(p for p in MODELS_DIR.iterdir() if (p / "generator.json").exists()):
             generator = register_generator(folder)
@@ -87,10 +97,7 @@ class Command(BaseCommand):
                 n = DEMO_SAMPLES[modality][column]
                 if n == 0 or generator.items.filter(modality=modality).exists():
                     continue
-                job = create_generation_job(generator, modality, n, seed=DEMO_SEEDS[modality], steps=DEMO_STEPS)
-                job = run_job(job.pk, run_generation)
-                if job.status != Job.Status.SUCCEEDED:
-                    raise CommandError(f"demo sampling failed: {job.error}")
+                job = sample_demo(generator, modality, n, DEMO_SEEDS[modality])
                 self.stdout.write(f"{generator}: {job.result['summary']}")
         for ct in PoolItem.objects.filter(modality="CT", dimensionality=Dimensionality.VOLUME, origin=Origin.REAL):
             if not PoolItem.objects.filter(source_locator=f"drr of item {ct.pk}").exists():
